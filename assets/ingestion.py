@@ -1,0 +1,111 @@
+"""Ingestion: inbox files become immutable raw documents and clean, per-page records."""
+
+from collections import Counter
+from typing import Any
+
+import dagster as dg
+
+from pipelines.partitions import documents_partitions
+from resources.documents import DocumentStoreResource
+from resources.ingestion import IngestionResource
+
+
+def _reject(
+    context: dg.AssetExecutionContext, docs: DocumentStoreResource, name: str, sha256: str, err: Any
+) -> dg.Failure:
+    """Quarantine a bad document and fail only its own partition, with the reason."""
+    docs.quarantine.record(
+        name=name, sha256=sha256, code=err.code, reason=err.reason, run_id=context.run.run_id
+    )
+    return dg.Failure(
+        description=str(err),
+        metadata={"document": name, "code": err.code, "reason": err.reason, "sha256": sha256},
+        allow_retries=False,
+    )
+
+
+@dg.asset(
+    partitions_def=documents_partitions,
+    group_name="ingestion",
+    kinds={"python", "parquet"},
+    code_version="1",
+)
+def raw_documents(
+    context: dg.AssetExecutionContext, docs: DocumentStoreResource, ingestion: IngestionResource
+) -> list[dict[str, Any]]:
+    """The document as received: type detected from its bytes, an immutable stored copy."""
+    from llmops.ingestion import DocumentError, inspect_document
+
+    inbox_file = docs.locate(context.partition_key)
+    data = inbox_file.read_bytes()
+    try:
+        info = inspect_document(data, inbox_file.name, ingestion.config())
+    except DocumentError as err:
+        raise _reject(context, docs, inbox_file.name, inbox_file.sha256, err) from err
+    stored = docs.document_store.put(data)
+    record = {**info.to_dict(), "source": inbox_file.path, "stored_at": stored}
+    context.add_output_metadata(
+        {
+            "name": info.name,
+            "kind": info.kind,
+            "mime_type": info.mime_type,
+            "pages": info.page_count,
+            "size_bytes": info.size_bytes,
+            "sha256": info.sha256,
+            "stored_at": dg.MetadataValue.path(stored),
+        }
+    )
+    return [record]
+
+
+@dg.asset(
+    partitions_def=documents_partitions,
+    group_name="ingestion",
+    kinds={"pdfplumber", "tesseract", "parquet"},
+    code_version="1",
+)
+def extracted_pages(
+    context: dg.AssetExecutionContext,
+    raw_documents: list[dict[str, Any]],
+    docs: DocumentStoreResource,
+    ingestion: IngestionResource,
+) -> list[dict[str, Any]]:
+    """One record per page: text, tables, extraction method, OCR confidence, language."""
+    from llmops.ingestion import DocumentError, extract_document
+
+    doc = raw_documents[0]
+    data = docs.document_store.get(doc["sha256"])
+    try:
+        pages = extract_document(data, doc["name"], ingestion.config())
+    except DocumentError as err:
+        raise _reject(context, docs, doc["name"], doc["sha256"], err) from err
+    rows = [p.to_dict() for p in pages]
+    methods = Counter(r["method"] for r in rows)
+    languages = Counter(r["language"] for r in rows)
+    confidences = [r["ocr_confidence"] for r in rows if r["ocr_confidence"] is not None]
+    context.add_output_metadata(
+        {
+            "document": doc["name"],
+            "pages": len(rows),
+            "pages_text_layer": methods.get("text", 0),
+            "pages_ocr": methods.get("ocr", 0),
+            "mean_ocr_confidence": round(sum(confidences) / len(confidences), 1)
+            if confidences
+            else None,
+            "languages": dict(languages),
+            "tables": sum(len(r["tables"]) for r in rows),
+            "chars": sum(r["char_count"] for r in rows),
+            "warnings": dg.MetadataValue.json([w for r in rows for w in r["warnings"]][:50]),
+            "preview": dg.MetadataValue.md(_preview(rows)),
+        }
+    )
+    return rows
+
+
+def _preview(rows: list[dict[str, Any]], chars: int = 400) -> str:
+    lines = ["| page | method | lang | chars | start |", "|---|---|---|---|---|"]
+    for r in rows[:10]:
+        start = " ".join(r["text"][:chars].split()).replace("|", "\\|")[:120]
+        cells = [r["page_number"], r["method"], r["language"], r["char_count"], start]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return "\n".join(lines)

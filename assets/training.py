@@ -1,0 +1,99 @@
+"""Fine-tuning: a base model and a LoRA challenger trained out of process, tracked in MLflow."""
+
+import json
+from typing import Any
+
+import dagster as dg
+
+from assets.dataset import instruction_dataset
+from assets.structuring import chunk_embeddings
+from llmops.paths import data_root
+from resources.knowledge import VectorStoreResource
+from resources.mlflow import MLflowResource
+from resources.trainer import TrainerResource
+
+
+def upstream_metadata(context: dg.AssetExecutionContext, asset: dg.AssetsDefinition) -> dict:
+    """Metadata of an upstream asset's latest materialization (paths, versions)."""
+    event = context.instance.get_latest_materialization_event(asset.key)
+    if event is None or event.asset_materialization is None:
+        raise dg.Failure(f"{asset.key.to_user_string()} has never been materialized")
+    return {k: v.value for k, v in event.asset_materialization.metadata.items()}
+
+
+@dg.asset(
+    deps=[chunk_embeddings],
+    group_name="fine_tuning",
+    kinds={"transformers", "mlflow"},
+    pool="training",
+    code_version="1",
+)
+def base_model(
+    context: dg.AssetExecutionContext,
+    trainer: TrainerResource,
+    vector_store: VectorStoreResource,
+    mlflow: MLflowResource,
+) -> dg.MaterializeResult:
+    """The model to fine-tune: a hub id, a local folder, or a tiny model built on the corpus."""
+    from llmops.base_model import BaseModelConfig, resolve_base_model
+    from llmops.registry import register_base_as_champion
+
+    texts = [r["text"] for r in vector_store.open().rows(columns=["text"])]
+    cfg = BaseModelConfig(
+        source=trainer.base_model,
+        vocab_size=trainer.tiny_vocab_size,
+        pretrain_steps=trainer.tiny_pretrain_steps,
+        seed=trainer.seed,
+    )
+    info = resolve_base_model(cfg, texts=texts, out_root=str(data_root() / "models" / "base"))
+    mlflow.activate()
+    champion = register_base_as_champion(
+        info, model_name=mlflow.registered_model, dagster_run_id=context.run.run_id
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "path": dg.MetadataValue.path(info.path),
+            "source": trainer.base_model,
+            "architecture": info.arch,
+            "parameters": info.n_params,
+            "vocab_size": info.vocab_size,
+            "version": info.version,
+            "pretrain_loss_start": info.pretrain_loss_start,
+            "pretrain_loss_end": info.pretrain_loss_end,
+            "registered_champion": champion or "existing champion kept",
+        },
+        data_version=dg.DataVersion(info.version),
+    )
+
+
+@dg.asset(
+    deps=[instruction_dataset, base_model],
+    group_name="fine_tuning",
+    kinds={"peft", "mlflow"},
+    pool="training",
+    code_version="1",
+)
+def finetuned_model(
+    context: dg.AssetExecutionContext,
+    trainer: TrainerResource,
+    mlflow: MLflowResource,
+) -> dg.MaterializeResult:
+    """LoRA fine-tune, run out of process through Dagster Pipes; registered as `challenger`."""
+    dataset = upstream_metadata(context, instruction_dataset)
+    base = upstream_metadata(context, base_model)
+    run_dir = data_root() / "models" / "finetuned" / f"{base['version']}-{dataset['version']}"
+    extras: dict[str, Any] = {
+        "train": trainer.train_params(),
+        "base_model_dir": base["path"],
+        "base_model_version": base["version"],
+        "dataset_path": dataset["path"],
+        "dataset_version": dataset["version"],
+        "output_dir": str(run_dir),  # same dir on re-run: training resumes from its checkpoints
+        "registered_model": mlflow.registered_model,
+        "dagster_run_id": context.run.run_id,
+    }
+    context.log.info(f"training config: {json.dumps(extras, default=str)}")
+    client = trainer.pipes_client(env=mlflow.env())
+    return client.run(
+        command=trainer.command(), context=context, extras=extras
+    ).get_materialize_result()

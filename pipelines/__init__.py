@@ -1,0 +1,1 @@
+"""Composition root: jobs, schedules, partitions and the one Definitions object."""

@@ -1,0 +1,53 @@
+"""The code location: every asset, check, job, sensor and resource, configured from YAML.
+
+`LLMOPS_ENV` (default `local`) picks `configs/<env>.yaml`. Loading this module must stay fast:
+no torch/transformers/mlflow/lancedb import happens here (tests/test_definitions.py checks it).
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from assets import checks, dataset, ingestion, structuring, training
+from pipelines.jobs import ingest_job, lifecycle_job
+from pipelines.settings import resource_config
+from resources.documents import DocumentStoreResource
+from resources.ingestion import IngestionResource
+from resources.knowledge import EmbedderResource, StructuringResource, VectorStoreResource
+from resources.llm import DatasetBuilderResource, LLMEndpointResource
+from resources.mlflow import MLflowResource
+from resources.storage import ParquetIOManager
+from resources.trainer import TrainerResource
+from sensors.inbox import inbox_sensor
+
+RESOURCE_TYPES: dict[str, type[dg.ConfigurableResource] | type[dg.ConfigurableIOManagerFactory]] = {
+    "io_manager": ParquetIOManager,
+    "docs": DocumentStoreResource,
+    "ingestion": IngestionResource,
+    "structuring": StructuringResource,
+    "embedder": EmbedderResource,
+    "vector_store": VectorStoreResource,
+    "dataset_builder": DatasetBuilderResource,
+    "llm": LLMEndpointResource,
+    "mlflow": MLflowResource,
+    "trainer": TrainerResource,
+}
+
+
+def build_resources(env: str | None = None) -> dict[str, object]:
+    config = resource_config(env)
+    unknown = set(config) - set(RESOURCE_TYPES)
+    if unknown:
+        raise ValueError(
+            f"configs: unknown resources {sorted(unknown)}; known {sorted(RESOURCE_TYPES)}"
+        )
+    return {name: cls(**config.get(name, {})) for name, cls in RESOURCE_TYPES.items()}
+
+
+defs = dg.Definitions(
+    assets=dg.load_assets_from_modules([ingestion, structuring, dataset, training]),
+    asset_checks=dg.load_asset_checks_from_modules([checks]),
+    jobs=[ingest_job, lifecycle_job],
+    sensors=[inbox_sensor],
+    resources=build_resources(),
+)

@@ -1,0 +1,25 @@
+"""Jobs: per-document ingestion (partitioned) and the corpus-level lifecycle."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from pipelines.partitions import documents_partitions
+
+INGEST_ASSETS = ["raw_documents", "extracted_pages", "chunks", "entities"]
+
+ingest_job = dg.define_asset_job(
+    "ingest_documents",
+    selection=dg.AssetSelection.assets(*INGEST_ASSETS),
+    partitions_def=documents_partitions,
+    description="One document version: bytes -> pages -> chunks -> entities.",
+)
+
+lifecycle_job = dg.define_asset_job(
+    "lifecycle",
+    selection=dg.AssetSelection.all() - dg.AssetSelection.assets(*INGEST_ASSETS),
+    description=(
+        "Corpus-level lifecycle over every ingested document: knowledge base, retrieval "
+        "evaluation, instruction dataset, base model, LoRA challenger."
+    ),
+)

@@ -1,0 +1,1 @@
+"""Dagster resources: thin, configurable adapters between the assets and the outside world."""

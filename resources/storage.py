@@ -1,0 +1,76 @@
+"""Parquet IO manager: one object per asset partition, so documents never overwrite each other."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+import dagster as dg
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from llmops.paths import under_data_root
+
+if TYPE_CHECKING:
+    from upath import UPath
+
+_JSON_COLUMNS = b"llmops.json_columns"
+
+
+def rows_to_table(rows: list[dict[str, Any]]) -> pa.Table:
+    """Nested values (tables, warnings, entities) become JSON strings: schemas stay flat and
+    stable across documents, and a document with no tables cannot break type inference."""
+    json_cols = sorted({k for r in rows for k, v in r.items() if isinstance(v, (list, dict))})
+    flat = [
+        {k: (json.dumps(v, ensure_ascii=False) if k in json_cols else v) for k, v in r.items()}
+        for r in rows
+    ]
+    table = pa.Table.from_pylist(flat)
+    return table.replace_schema_metadata({_JSON_COLUMNS: json.dumps(json_cols).encode()})
+
+
+def table_to_rows(table: pa.Table) -> list[dict[str, Any]]:
+    meta = table.schema.metadata or {}
+    json_cols = set(json.loads(meta.get(_JSON_COLUMNS, b"[]")))
+    rows = table.to_pylist()
+    for r in rows:
+        for k in json_cols:
+            if r.get(k) is not None:
+                r[k] = json.loads(r[k])
+    return rows
+
+
+class _ParquetUPathIOManager(dg.UPathIOManager):
+    extension = ".parquet"
+
+    def dump_to_path(self, context: dg.OutputContext, obj: Any, path: UPath) -> None:
+        if isinstance(obj, dict):
+            obj = [obj]
+        if not isinstance(obj, list):
+            raise dg.Failure(
+                f"{context.asset_key.to_user_string()}: the Parquet IO manager stores a list of "
+                f"records or a record, got {type(obj).__name__}"
+            )
+        tmp = path.with_name(path.name + ".tmp")
+        with tmp.open("wb") as fh:
+            pq.write_table(rows_to_table(obj), fh)
+        tmp.rename(path)  # atomic on local disks: a crash never leaves a half-written partition
+
+    def load_from_path(self, context: dg.InputContext, path: UPath) -> list[dict[str, Any]]:
+        with path.open("rb") as fh:
+            return table_to_rows(pq.read_table(fh))
+
+    def get_metadata(self, context: dg.OutputContext, obj: Any) -> dict[str, dg.MetadataValue]:
+        n = len(obj) if isinstance(obj, list) else 1
+        return {"rows": dg.MetadataValue.int(n)}
+
+
+class ParquetIOManager(dg.ConfigurableIOManagerFactory):
+    """Stores list-of-record outputs as Parquet under ``base_dir`` (local path or fsspec URL)."""
+
+    base_dir: str | None = None
+
+    def create_io_manager(self, context: dg.InitResourceContext) -> _ParquetUPathIOManager:
+        from upath import UPath
+
+        return _ParquetUPathIOManager(base_path=UPath(under_data_root(self.base_dir, "assets")))
