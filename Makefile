@@ -50,6 +50,7 @@ test: install tesseract  ## lint + the whole test suite (what CI runs)
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/hadolint Dockerfile
 
 bench: install tesseract  ## benchmarks: ratios against baselines measured in the same run
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
