@@ -103,7 +103,7 @@ def test_resources_come_from_the_env_config(monkeypatch, tmp_path):
         build_resources("bad")
 
 
-@pytest.mark.parametrize("env", ["local", "gpu", "production"])
+@pytest.mark.parametrize("env", ["local", "ci", "gpu", "production"])
 def test_every_shipped_config_is_valid_run_config_for_the_lifecycle_job(env, monkeypatch):
     import re
 
