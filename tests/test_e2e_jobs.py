@@ -1,0 +1,166 @@
+"""End to end as CI runs it: `llmops ingest`, then `dagster job execute -j lifecycle`.
+
+Real components throughout: a Dagster instance on SQLite, tesseract, the packaged MiniLM
+embedder, LanceDB, the self-built tiny model trained with LoRA through Pipes, MLflow's SQLite
+registry. One bad document sits in the inbox and must not stop the others.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+
+pytestmark = pytest.mark.slow
+SAMPLES = REPO_ROOT / "examples" / "inbox"
+GOOD = [
+    "water-authority-annual-report-2024.pdf",
+    "customer-charter.docx",
+    "drought-faq.html",
+    "tariff-notice-ar.txt",
+]
+BAD = "truncated-upload.pdf"
+
+
+def _bin(name: str) -> str:
+    return str(Path(sys.executable).with_name(name))
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory) -> dict[str, str]:
+    root = tmp_path_factory.mktemp("e2e")
+    inbox = root / "inbox"
+    inbox.mkdir()
+    for name in [*GOOD, BAD]:
+        shutil.copy(SAMPLES / name, inbox / name)
+    home = root / "dagster_home"
+    home.mkdir()
+    shutil.copy(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "LLMOPS_ENV": "ci",
+        "LLMOPS_INBOX": str(inbox),
+        "LLMOPS_DATA_DIR": str(root / "data"),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
+        "HF_HUB_OFFLINE": "1",
+    }
+    return env
+
+
+def _run(cmd: list[str], env: dict[str, str], timeout: int = 900) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.fixture(scope="module")
+def ingested(workspace):
+    proc = _run([_bin("llmops"), "ingest", "--workers", "2"], workspace)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+@pytest.fixture(scope="module")
+def lifecycle(workspace, ingested):
+    proc = _run(
+        [
+            _bin("dagster"), "job", "execute", "-m", "pipelines.definitions",
+            "-j", "lifecycle", "-c", "configs/ci.yaml",
+        ],
+        workspace,
+    )
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
+    return proc
+
+
+def test_ingest_quarantines_the_bad_document_and_keeps_the_others(workspace, ingested):
+    assert "ingested 4/5" in ingested.stderr, ingested.stderr
+    proc = _run([_bin("llmops"), "quarantine", "--json"], workspace)
+    entries = json.loads(proc.stdout)
+    assert [e["name"] for e in entries] == [BAD]
+    assert entries[0]["code"] == "malformed"
+
+
+def test_lifecycle_job_builds_the_knowledge_base_and_registers_a_challenger(workspace, lifecycle):
+    proc = _run([_bin("llmops"), "search", "solar installation capacity", "--json"], workspace)
+    assert proc.returncode == 0, proc.stderr
+    hits = json.loads(proc.stdout)
+    assert hits and "solar" in " ".join(h["text"] for h in hits).lower()
+    assert all(not h["doc_id"].startswith("truncated-upload") for h in hits)
+
+    proc = _run([_bin("llmops"), "models", "--json"], workspace)
+    assert proc.returncode == 0, proc.stderr
+    versions = json.loads(proc.stdout)
+    aliases = {a for v in versions for a in v["aliases"]}
+    assert {"champion", "challenger"} <= aliases
+
+
+def test_rerunning_ingest_is_idempotent(workspace, lifecycle):
+    proc = _run([_bin("llmops"), "ingest"], workspace)
+    assert proc.returncode == 0, proc.stderr
+    assert "0 new" in proc.stderr and "ingesting 1" in proc.stderr  # only the quarantined retried
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_dagster_webserver_shows_the_materializations_with_metadata(workspace, lifecycle):
+    """What `make ui` shows: a real dagster-webserver on the same instance, asked over GraphQL."""
+    import time
+    import urllib.request
+
+    port = _free_port()
+    server = subprocess.Popen(
+        [_bin("dagster-webserver"), "-m", "pipelines.definitions", "-h", "127.0.0.1",
+         "-p", str(port)],
+        cwd=REPO_ROOT, env=workspace, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"{base}/server_info", timeout=2)
+                break
+            except OSError:
+                if time.time() > deadline or server.poll() is not None:
+                    raise AssertionError("dagster-webserver did not start") from None
+                time.sleep(1)
+        query = """
+        query ($path: [String!]!) {
+          assetOrError(assetKey: {path: $path}) {
+            ... on Asset {
+              assetMaterializations(limit: 1) {
+                metadataEntries { label __typename }
+              }
+            }
+          }
+        }"""
+        labels = {}
+        for asset in ("chunk_embeddings", "finetuned_model", "extracted_pages"):
+            body = json.dumps({"query": query, "variables": {"path": [asset]}}).encode()
+            req = urllib.request.Request(
+                f"{base}/graphql", data=body, headers={"Content-Type": "application/json"}
+            )
+            data = json.loads(urllib.request.urlopen(req, timeout=30).read())
+            mats = data["data"]["assetOrError"]["assetMaterializations"]
+            assert mats, f"{asset}: no materialization visible in the UI"
+            labels[asset] = {m["label"] for m in mats[0]["metadataEntries"]}
+        assert {"lancedb_table_version", "rows", "model_id"} <= labels["chunk_embeddings"]
+        assert "pages" in labels["extracted_pages"]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
