@@ -1,0 +1,425 @@
+"""LanceDB chunk store: incremental upserts, stale-row removal, vector / BM25 / hybrid search.
+
+LanceDB is embedded (a local folder, or any object-store URI it supports), versions every write
+(``version`` is recorded as lineage by the embedding asset) and has native full-text search, so
+one table serves dense, lexical and hybrid retrieval. Hybrid search is reciprocal rank fusion done
+here, in a few lines, so a result's score can be explained from its two ranks.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+SEARCH_MODES = ("vector", "fts", "hybrid")
+RRF_K = 60
+_RESULT_COLUMNS = [
+    "chunk_id",
+    "doc_id",
+    "text",
+    "heading",
+    "page_start",
+    "page_end",
+    "language",
+    "entities",
+    "model_id",
+]
+_IN_BATCH = 500
+
+
+def chunk_schema(dim: int) -> pa.Schema:
+    """The table's typed schema; ``entities`` is JSON so any entity types fit without migration."""
+    return pa.schema(
+        [
+            pa.field("chunk_id", pa.string(), nullable=False),
+            pa.field("doc_id", pa.string(), nullable=False),
+            pa.field("text", pa.string()),
+            pa.field("vector", pa.list_(pa.float32(), dim)),
+            pa.field("language", pa.string()),
+            pa.field("page_start", pa.int32()),
+            pa.field("page_end", pa.int32()),
+            pa.field("heading", pa.string()),
+            pa.field("entities", pa.string()),
+            pa.field("model_id", pa.string()),
+            pa.field("embedded_at", pa.timestamp("us", tz="UTC")),
+        ]
+    )
+
+
+def _sql_str(value: str) -> str:
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def _in_clause(column: str, values: Sequence[str]) -> str:
+    return f"{column} IN ({', '.join(_sql_str(v) for v in values)})"
+
+
+def ann_params(num_rows: int, dim: int) -> dict[str, int]:
+    """IVF partitions ~ sqrt(rows)/8 (nprobes=20 reads a useful share); PQ sub-vectors of 16 dims.
+
+    Sub-vectors must divide ``dim``; 16-dim sub-vectors keep PQ codes SIMD friendly.
+    """
+    partitions = max(1, min(256, round(math.sqrt(max(num_rows, 1)) / 8)))
+    sub_vectors = next(dim // s for s in (16, 8, 4, 2, 1) if dim % s == 0 and dim // s >= 1)
+    return {"num_partitions": partitions, "num_sub_vectors": sub_vectors}
+
+
+def rrf_fuse(
+    ranked_lists: Mapping[str, Sequence[str]], k: int = RRF_K
+) -> list[tuple[str, float, dict[str, int]]]:
+    """Reciprocal rank fusion: score(id) = sum over lists of 1 / (k + rank), rank starting at 1.
+
+    Returns (id, score, {list_name: rank}) best first; ties keep first-seen order.
+    """
+    scores: dict[str, float] = {}
+    ranks: dict[str, dict[str, int]] = {}
+    for name, ids in ranked_lists.items():
+        for rank, item in enumerate(ids, start=1):
+            if name in ranks.get(item, {}):
+                continue  # a list naming an id twice counts its best rank only
+            scores[item] = scores.get(item, 0.0) + 1.0 / (k + rank)
+            ranks.setdefault(item, {})[name] = rank
+    order = sorted(scores, key=lambda i: -scores[i])
+    return [(i, scores[i], ranks[i]) for i in order]
+
+
+class VectorStore:
+    """One LanceDB table of embedded chunks, keyed by ``chunk_id``."""
+
+    def __init__(
+        self,
+        uri: str,
+        table: str = "chunks",
+        dim: int | None = None,
+        storage_options: dict[str, str] | None = None,
+        nprobes: int = 20,
+        refine_factor: int | None = 5,
+    ) -> None:
+        import lancedb
+
+        self.uri = str(uri)
+        self.table_name = table
+        self.nprobes = nprobes
+        self.refine_factor = refine_factor
+        self._db = lancedb.connect(self.uri, storage_options=storage_options)
+        self._table: Any = None
+        self._dim = dim
+        try:
+            self._table = self._db.open_table(table)
+            self._dim = self._table.schema.field("vector").type.list_size
+        except (ValueError, FileNotFoundError):
+            if dim is not None:
+                self._table = self._db.create_table(table, schema=chunk_schema(dim))
+
+    # -- bookkeeping --------------------------------------------------------------------------
+    @property
+    def dim(self) -> int | None:
+        return self._dim
+
+    @property
+    def version(self) -> int:
+        """LanceDB table version: every write bumps it, so it pins the data an asset used."""
+        return int(self._table.version) if self._table is not None else 0
+
+    def count(self, where: str | None = None) -> int:
+        return int(self._table.count_rows(where)) if self._table is not None else 0
+
+    def _column(self, column: str, where: str | None = None) -> pa.Array:
+        """One scalar column (never the vectors) for the whole table or a filtered part."""
+        if self._table is None:
+            return pa.array([], pa.string())
+        query = self._table.search().select([column]).limit(None)
+        if where:
+            query = query.where(where)
+        return query.to_arrow().column(column).combine_chunks()
+
+    def ids_embedded_with(self, model_id: str) -> set[str]:
+        """Chunk ids whose stored vector came from exactly this model (see Embedder.model_id)."""
+        return set(self._column("chunk_id", f"model_id = {_sql_str(model_id)}").to_pylist())
+
+    def document_ids(self) -> set[str]:
+        return set(self._column("doc_id").to_pylist())
+
+    def rows(self, columns: Sequence[str] | None = None, where: str | None = None) -> pa.Table:
+        """Stored rows as Arrow (for lineage checks, drift statistics and tests)."""
+        if self._table is None:
+            return pa.table({})
+        query = self._table.search().limit(None)
+        if columns:
+            query = query.select(list(columns))
+        if where:
+            query = query.where(where)
+        return query.to_arrow()
+
+    def stats(self) -> dict[str, Any]:
+        """Counts, version and index state, ready to be shown as asset metadata."""
+        models: dict[str, int] = {}
+        for m in self._column("model_id").to_pylist():
+            models[m] = models.get(m, 0) + 1
+        indexes = []
+        if self._table is not None:
+            for idx in self._table.list_indices():
+                stat = self._table.index_stats(idx.name)
+                indexes.append(
+                    {
+                        "name": idx.name,
+                        "type": str(idx.index_type),
+                        "columns": list(idx.columns),
+                        "indexed_rows": getattr(stat, "num_indexed_rows", None),
+                        "unindexed_rows": getattr(stat, "num_unindexed_rows", None),
+                    }
+                )
+        return {
+            "uri": self.uri,
+            "table": self.table_name,
+            "rows": self.count(),
+            "documents": len(self.document_ids()),
+            "dim": self._dim,
+            "version": self.version,
+            "model_ids": models,
+            "indexes": indexes,
+        }
+
+    # -- writes -------------------------------------------------------------------------------
+    def _to_arrow(self, rows: Sequence[Mapping[str, Any]] | pa.Table) -> pa.Table:
+        if isinstance(rows, pa.Table):
+            dim = rows.schema.field("vector").type.list_size
+            self._check_dim(dim)
+            return rows.select(chunk_schema(dim).names).cast(chunk_schema(dim))
+        vectors = np.asarray([r["vector"] for r in rows], dtype=np.float32)
+        if vectors.ndim != 2:
+            raise ValueError("every row needs a 'vector' of the same length")
+        dim = vectors.shape[1]
+        self._check_dim(dim)
+        schema = chunk_schema(dim)
+        now = datetime.now(UTC)
+
+        def col(name: str, default: Any = None) -> list[Any]:
+            return [r.get(name, default) for r in rows]
+
+        entities = [e if isinstance(e, str) else json.dumps(e or {}, sort_keys=True)
+                    for e in col("entities")]
+        arrays = [
+            pa.array(col("chunk_id"), pa.string()),
+            pa.array(col("doc_id"), pa.string()),
+            pa.array(col("text", ""), pa.string()),
+            pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel(), pa.float32()), dim),
+            pa.array(col("language", "und"), pa.string()),
+            pa.array([int(v or 0) for v in col("page_start", 0)], pa.int32()),
+            pa.array([int(v or 0) for v in col("page_end", 0)], pa.int32()),
+            pa.array([h or "" for h in col("heading", "")], pa.string()),
+            pa.array(entities, pa.string()),
+            pa.array(col("model_id", ""), pa.string()),
+            pa.array([t or now for t in col("embedded_at")], pa.timestamp("us", tz="UTC")),
+        ]
+        return pa.Table.from_arrays(arrays, schema=schema)
+
+    def _check_dim(self, dim: int) -> None:
+        if self._dim is not None and dim != self._dim:
+            raise ValueError(
+                f"table {self.table_name!r} at {self.uri} stores {self._dim}-dim vectors, got {dim}"
+                " (a different embedding model needs its own table)"
+            )
+        self._dim = dim
+
+    def upsert(self, rows: Sequence[Mapping[str, Any]] | pa.Table) -> dict[str, int]:
+        """Insert new chunk ids, overwrite existing ones (merge_insert on chunk_id)."""
+        data = self._to_arrow(rows)
+        if data.num_rows == 0:
+            return {"inserted": 0, "updated": 0, "version": self.version}
+        if self._table is None:
+            self._table = self._db.create_table(self.table_name, data=data)
+            return {"inserted": data.num_rows, "updated": 0, "version": self.version}
+        result = (
+            self._table.merge_insert("chunk_id")
+            .when_matched_update_all()
+            .when_not_matched_insert_all()
+            .execute(data)
+        )
+        return {
+            "inserted": int(getattr(result, "num_inserted_rows", 0)),
+            "updated": int(getattr(result, "num_updated_rows", 0)),
+            "version": self.version,
+        }
+
+    def _delete_in(self, column: str, values: Iterable[str]) -> int:
+        values = sorted(set(values))
+        if self._table is None or not values:
+            return 0
+        before = self.count()
+        for i in range(0, len(values), _IN_BATCH):
+            self._table.delete(_in_clause(column, values[i : i + _IN_BATCH]))
+        return before - self.count()
+
+    def delete_documents(self, doc_ids: Iterable[str]) -> int:
+        """Drop every row of these documents; returns the number of rows removed."""
+        return self._delete_in("doc_id", doc_ids)
+
+    def retain_documents(self, doc_ids: Iterable[str]) -> int:
+        """Keep only these documents: rows of documents that vanished or changed id go."""
+        keep = set(doc_ids)
+        return self.delete_documents(self.document_ids() - keep)
+
+    def retain_chunks(self, chunk_ids: Iterable[str], doc_ids: Iterable[str] | None = None) -> int:
+        """Drop rows whose chunk id is no longer produced (optionally only within ``doc_ids``).
+
+        Handles a document edited in place under a stable doc_id: its old chunks hash to ids the
+        chunker no longer emits.
+        """
+        keep = set(chunk_ids)
+        where = _in_clause("doc_id", sorted(set(doc_ids))) if doc_ids is not None else None
+        if doc_ids is not None and not set(doc_ids):
+            return 0
+        stored = set(self._column("chunk_id", where).to_pylist())
+        return self._delete_in("chunk_id", stored - keep)
+
+    # -- indexes ------------------------------------------------------------------------------
+    def _index(self, column: str) -> Any:
+        for idx in self._table.list_indices():
+            if column in idx.columns:
+                return idx
+        return None
+
+    def ensure_indexes(
+        self,
+        min_rows_for_ann: int = 5000,
+        index_type: str = "IVF_HNSW_SQ",
+        reindex_fraction: float = 0.2,
+    ) -> dict[str, Any]:
+        """Full-text index always; an ANN index once the table has ``min_rows_for_ann`` rows.
+
+        Rows written after an index was built stay searchable (LanceDB scans them flat), so this
+        only rebuilds for speed: FTS whenever rows are unindexed (cheap), the ANN index when more
+        than ``reindex_fraction`` of the rows are unindexed. Below the threshold, exact flat
+        search is both faster and exact.
+        """
+        from lancedb.index import FTS, IvfHnswSq, IvfPq
+
+        done: dict[str, Any] = {"fts": "absent", "ann": "absent"}
+        n = self.count()
+        if self._table is None or n == 0:
+            return done
+        fts = self._index("text")
+        if fts is None or self._table.index_stats(fts.name).num_unindexed_rows > 0:
+            self._table.create_index("text", config=FTS(), replace=True)
+            done["fts"] = "built"
+        else:
+            done["fts"] = "current"
+        ann = self._index("vector")
+        if n >= min_rows_for_ann:
+            stale = (
+                ann is None
+                or self._table.index_stats(ann.name).num_unindexed_rows > reindex_fraction * n
+            )
+            if stale:
+                params = ann_params(n, self._dim or 1)
+                if index_type == "IVF_PQ":
+                    config: Any = IvfPq(distance_type="cosine", **params)
+                elif index_type == "IVF_HNSW_SQ":
+                    config = IvfHnswSq(
+                        distance_type="cosine", num_partitions=params["num_partitions"]
+                    )
+                else:
+                    raise ValueError(f"unsupported ANN index type {index_type!r}")
+                self._table.create_index("vector", config=config, replace=True)
+                done["ann"] = f"built {index_type} {params}"
+            else:
+                done["ann"] = "current"
+        elif ann is not None:
+            done["ann"] = "present"
+        done["version"] = self.version
+        return done
+
+    # -- search -------------------------------------------------------------------------------
+    def _vector_hits(self, vector: Any, limit: int, where: str | None) -> list[dict[str, Any]]:
+        query = (
+            self._table.search(np.asarray(vector, dtype=np.float32), vector_column_name="vector")
+            .distance_type("cosine")
+            .select(_RESULT_COLUMNS)
+            .limit(limit)
+        )
+        if self._index("vector") is not None:
+            query = query.nprobes(self.nprobes)
+            if self.refine_factor:
+                query = query.refine_factor(self.refine_factor)
+        if where:
+            query = query.where(where, prefilter=True)
+        hits = query.to_list()
+        for h in hits:
+            h["score"] = 1.0 - float(h.pop("_distance"))
+        return hits
+
+    def _fts_hits(self, text: str, limit: int, where: str | None) -> list[dict[str, Any]]:
+        if not text or not text.strip():
+            return []
+        if self._index("text") is None:
+            from lancedb.index import FTS
+
+            self._table.create_index("text", config=FTS(), replace=True)
+        query = self._table.search(text, query_type="fts").select(_RESULT_COLUMNS).limit(limit)
+        if where:
+            query = query.where(where, prefilter=True)
+        hits = query.to_list()
+        for h in hits:
+            h["score"] = float(h.pop("_score"))
+        return hits
+
+    def search(
+        self,
+        query_text: str | None,
+        query_vector: Any = None,
+        k: int = 5,
+        mode: str = "hybrid",
+        where: str | None = None,
+        candidates: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Top-k chunks: "vector" (cosine), "fts" (BM25) or "hybrid" (RRF of both, k=60).
+
+        Each result has chunk_id, doc_id, text, heading, pages, language, entities (dict),
+        model_id, score and rank; hybrid results also carry vector_rank / fts_rank (None when a
+        list did not return the chunk), so the fused score is explainable.
+        """
+        if mode not in SEARCH_MODES:
+            raise ValueError(f"mode must be one of {SEARCH_MODES}, got {mode!r}")
+        if self._table is None or k <= 0 or self.count() == 0:
+            return []
+        if mode in ("vector", "hybrid") and query_vector is None:
+            raise ValueError(f"mode {mode!r} needs a query_vector")
+        if mode == "vector":
+            hits = self._vector_hits(query_vector, k, where)
+        elif mode == "fts":
+            hits = self._fts_hits(query_text or "", k, where)
+        else:
+            depth = candidates or max(4 * k, 20)
+            by_vector = self._vector_hits(query_vector, depth, where)
+            by_text = self._fts_hits(query_text or "", depth, where)
+            rows = {h["chunk_id"]: h for h in by_text}
+            rows.update({h["chunk_id"]: h for h in by_vector})
+            fused = rrf_fuse(
+                {
+                    "vector": [h["chunk_id"] for h in by_vector],
+                    "fts": [h["chunk_id"] for h in by_text],
+                }
+            )[:k]
+            hits = []
+            for cid, score, ranks in fused:
+                row = dict(rows[cid])
+                row["score"] = score
+                row["vector_rank"] = ranks.get("vector")
+                row["fts_rank"] = ranks.get("fts")
+                hits.append(row)
+        for rank, h in enumerate(hits, start=1):
+            h["rank"] = rank
+            h["mode"] = mode
+            ents = h.get("entities")
+            h["entities"] = json.loads(ents) if isinstance(ents, str) and ents else {}
+        return hits
+
+    def __repr__(self) -> str:
+        return f"VectorStore({self.uri!r}, table={self.table_name!r})"
