@@ -203,8 +203,10 @@ class VectorStore:
         def col(name: str, default: Any = None) -> list[Any]:
             return [r.get(name, default) for r in rows]
 
-        entities = [e if isinstance(e, str) else json.dumps(e or {}, sort_keys=True)
-                    for e in col("entities")]
+        entities = [
+            e if isinstance(e, str) else json.dumps(e or {}, sort_keys=True)
+            for e in col("entities")
+        ]
         arrays = [
             pa.array(col("chunk_id"), pa.string()),
             pa.array(col("doc_id"), pa.string()),
@@ -341,7 +343,7 @@ class VectorStore:
         query = (
             self._table.search(np.asarray(vector, dtype=np.float32), vector_column_name="vector")
             .distance_type("cosine")
-            .select(_RESULT_COLUMNS)
+            .select([*_RESULT_COLUMNS, "_distance"])
             .limit(limit)
         )
         if self._index("vector") is not None:
@@ -362,7 +364,8 @@ class VectorStore:
             from lancedb.index import FTS
 
             self._table.create_index("text", config=FTS(), replace=True)
-        query = self._table.search(text, query_type="fts").select(_RESULT_COLUMNS).limit(limit)
+        query = self._table.search(text, query_type="fts")
+        query = query.select([*_RESULT_COLUMNS, "_score"]).limit(limit)
         if where:
             query = query.where(where, prefilter=True)
         hits = query.to_list()
