@@ -70,7 +70,7 @@ def embeddings_valid(
     import pandas as pd
     from llmops.quality import run_suite
 
-    rows = vector_store.open().rows(columns=["chunk_id", "vector"])
+    rows = vector_store.open().rows(columns=["chunk_id", "vector"]).to_pylist()
     vectors = [np.asarray(r["vector"], dtype=np.float32) for r in rows]
     df = pd.DataFrame(
         {
@@ -93,7 +93,7 @@ def near_duplicate_chunks(
     """Many near-duplicates (boilerplate, repeated headers) skew training and retrieval."""
     from llmops.quality import near_duplicate_ratio
 
-    texts = [r["text"] for r in vector_store.open().rows(columns=["text"])]
+    texts = vector_store.open().rows(columns=["text"]).column("text").to_pylist()
     ratio = near_duplicate_ratio(texts, threshold=structuring.near_duplicate_threshold)
     return dg.AssetCheckResult(
         passed=ratio <= structuring.max_near_duplicate_ratio,

@@ -4,14 +4,16 @@ from typing import Any
 
 import dagster as dg
 
-from assets.structuring import chunk_embeddings
+from assets.structuring import ALL_DOCUMENTS, chunk_embeddings
 from llmops.paths import data_root
+from pipelines.partitions import documents_partitions
 from resources.knowledge import VectorStoreResource
 from resources.llm import DatasetBuilderResource, LLMEndpointResource
 from resources.mlflow import MLflowResource
 
 
 @dg.asset(
+    ins={"chunks": ALL_DOCUMENTS, "entities": ALL_DOCUMENTS},
     deps=[chunk_embeddings],
     group_name="fine_tuning",
     kinds={"huggingface", "mlflow"},
@@ -19,6 +21,8 @@ from resources.mlflow import MLflowResource
 )
 def instruction_dataset(
     context: dg.AssetExecutionContext,
+    chunks: dict[str, list[dict[str, Any]]],
+    entities: dict[str, list[dict[str, Any]]],
     vector_store: VectorStoreResource,
     dataset_builder: DatasetBuilderResource,
     llm: LLMEndpointResource,
@@ -31,31 +35,19 @@ def instruction_dataset(
         log_dataset_to_mlflow,
     )
 
-    store = vector_store.open()
-    rows = store.rows(
-        columns=[
-            "chunk_id",
-            "doc_id",
-            "ordinal",
-            "text",
-            "kind",
-            "heading",
-            "page_start",
-            "page_end",
-            "language",
-            "entities",
-        ]
-    )
+    current = set(context.instance.get_dynamic_partitions(documents_partitions.name))
+    rows = [c for doc_id, doc_chunks in chunks.items() if doc_id in current for c in doc_chunks]
     if not rows:
-        raise dg.Failure("instruction_dataset: the knowledge base is empty; ingest documents first")
-    entities = {r["chunk_id"]: r.pop("entities") for r in rows}
+        raise dg.Failure("instruction_dataset: no ingested document; run ingest_documents first")
+    by_chunk = {e["chunk_id"]: e["entities"] for doc in entities.values() for e in doc}
+    store = vector_store.open()
     generator = _generator(dataset_builder, llm)
     cfg = BuildConfig(
         split=tuple(dataset_builder.split),
         seed=dataset_builder.seed,
         max_examples_per_chunk=dataset_builder.max_examples_per_chunk,
     )
-    build = build_instruction_dataset(rows, entities, generator, cfg)
+    build = build_instruction_dataset(rows, by_chunk, generator, cfg)
     path = data_root() / "datasets" / build.version
     if not path.exists():  # content-addressed: an identical dataset is never written twice
         build.dataset_dict.save_to_disk(str(path))

@@ -96,22 +96,21 @@ def chunk_embeddings(
 
     current = set(context.instance.get_dynamic_partitions(documents_partitions.name))
     by_chunk = {e["chunk_id"]: e["entities"] for rows in entities.values() for e in rows}
-    all_chunks = [
-        {**c, "entities": by_chunk.get(c["chunk_id"], {})}
-        for doc_id, rows in chunks.items()
-        if doc_id in current
-        for c in rows
-    ]
+    all_chunks = [c for doc_id, rows in chunks.items() if doc_id in current for c in rows]
     model = embedder.embedder
     store = vector_store.open(dim=model.dim)
-    removed = store.retain_documents(sorted(current))
+    # Rows of documents that changed (new key) or left the inbox go; so do chunks a re-chunked
+    # document no longer produces.
+    removed = store.retain_documents(current)
+    removed += store.retain_chunks([c["chunk_id"] for c in all_chunks])
     started = time.perf_counter()
-    rows, stats = embed_missing(all_chunks, model, store.ids_embedded_with(model.model_id))
-    if rows:
-        store.upsert(rows)
-    store.ensure_indexes(min_rows_for_ann=vector_store.ann_min_rows)
+    rows, stats = embed_missing(
+        all_chunks, model, store.ids_embedded_with(model.model_id), entities=by_chunk
+    )
+    store.upsert(rows)
+    indexes = store.ensure_indexes(min_rows_for_ann=vector_store.ann_min_rows)
     elapsed = time.perf_counter() - started
-    quarantined = [e for e in docs.quarantine.entries()]
+    quarantined = list(docs.quarantine.entries())
     return dg.MaterializeResult(
         metadata={
             "lancedb_table_version": store.version,
@@ -119,6 +118,7 @@ def chunk_embeddings(
             "documents": len({c["doc_id"] for c in all_chunks}),
             "embedded_now": stats["embedded"],
             "reused": stats["skipped"],
+            "indexes": dg.MetadataValue.json(indexes),
             "removed_rows": removed,
             "model_id": model.model_id,
             "dim": model.dim,
@@ -152,14 +152,18 @@ def retrieval_evaluation(
 ) -> dg.MaterializeResult:
     """hit@5 and MRR of vector, full-text and hybrid search on the labelled questions whose
     documents are indexed: a regression here means retrieval for RAG got worse."""
-    from llmops.retrieval_eval import evaluate_retrieval, load_labelled_set
+    from llmops.retrieval_eval import evaluate_retrieval, format_table, load_labelled
 
     model = embedder.embedder
     store = vector_store.open(dim=model.dim)
-    labelled = load_labelled_set()
-    report = evaluate_retrieval(store, model, labelled, k=5)
-    meta: dict[str, Any] = {"lancedb_table_version": store.version}
+    report = evaluate_retrieval(store, model, load_labelled(), k=5)
+    meta: dict[str, Any] = {
+        "lancedb_table_version": store.version,
+        "questions_scored": report["hybrid"]["n"],
+        "questions_unresolved": report["hybrid"]["unresolved"],
+        "table": dg.MetadataValue.md(format_table(report)),
+    }
     for mode, scores in report.items():
-        for name, value in scores.items():
-            meta[f"{mode}_{name}".replace("@", "_at_")] = value
+        meta[f"{mode}_hit_at_5"] = round(scores["hit@5"], 4)
+        meta[f"{mode}_mrr"] = round(scores["mrr"], 4)
     return dg.MaterializeResult(metadata=meta)

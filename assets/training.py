@@ -35,10 +35,11 @@ def base_model(
     mlflow: MLflowResource,
 ) -> dg.MaterializeResult:
     """The model to fine-tune: a hub id, a local folder, or a tiny model built on the corpus."""
-    from llmops.base_model import BaseModelConfig, resolve_base_model
     from llmops.registry import register_base_as_champion
 
-    texts = [r["text"] for r in vector_store.open().rows(columns=["text"])]
+    from llmops.base_model import BaseModelConfig, resolve_base_model
+
+    texts = vector_store.open().rows(columns=["text"]).column("text").to_pylist()
     cfg = BaseModelConfig(
         source=trainer.base_model,
         vocab_size=trainer.tiny_vocab_size,
