@@ -468,6 +468,7 @@ def train_lora(
     from transformers import (
         AutoModelForCausalLM,
         EarlyStoppingCallback,
+        PrinterCallback,
         Trainer,
         TrainerCallback,
         TrainingArguments,
@@ -564,6 +565,7 @@ def train_lora(
         data_collator=PadCollator(tokenizer.pad_token_id),
         callbacks=callbacks,
     )
+    trainer.remove_callback(PrinterCallback)  # logs go to on_log; no duplicate dict prints
     started = time.perf_counter()
     output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     runtime = time.perf_counter() - started
