@@ -137,6 +137,7 @@ class TrainResult:
     target_modules: list[str]
     loss_curve_png: str | None
     config: dict[str, Any]
+    fingerprint: str = ""
     log_history: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -619,6 +620,7 @@ def train_lora(
         target_modules=list(targets) if isinstance(targets, list) else [targets],
         loss_curve_png=str(png) if png else None,
         config=config,
+        fingerprint=fingerprint,
         log_history=history,
     )
     (out / "train_result.json").write_text(json.dumps(result.to_dict(), indent=1, default=str))
