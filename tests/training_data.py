@@ -7,10 +7,12 @@ tests build a small one directly from real text, split by document like the real
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CORPUS = Path(os.environ.get("LLMOPS_SHARED_CORPUS", REPO_ROOT.parent / "shared" / "corpus"))
@@ -35,6 +37,11 @@ The authority plans to build a new treatment works near the river crossing by 20
 
 def corpus_texts(max_pdf_pages: int = 40) -> list[str]:
     """Page texts of the shared real PDFs (when present) plus the built-in paragraphs."""
+    return list(_corpus_texts(max_pdf_pages))
+
+
+@functools.lru_cache(maxsize=2)
+def _corpus_texts(max_pdf_pages: int) -> tuple[str, ...]:
     texts: list[str] = []
     pdfs = CORPUS / "pdfs"
     if pdfs.is_dir():
@@ -54,7 +61,7 @@ def corpus_texts(max_pdf_pages: int = 40) -> list[str]:
     for name in sorted((REPO_ROOT / "examples" / "sources").glob("*.txt")):
         texts.append(name.read_text(encoding="utf-8", errors="replace"))
     texts.append(BUILTIN_TEXT)
-    return texts
+    return tuple(texts)
 
 
 def _sentences(text: str) -> list[str]:
@@ -116,3 +123,26 @@ def dataset_version(rows: list[dict[str, str]]) -> str:
     for row in rows:
         digest.update(repr(sorted(row.items())).encode())
     return digest.hexdigest()[:16]
+
+
+# Small enough for CPU tests (~0.65M parameters), big enough to be a real LM on the corpus.
+TEST_BASE = {"vocab_size": 2048, "n_layer": 2, "n_head": 4, "n_embd": 128, "block_size": 128,
+             "pretrain_steps": 80, "seed": 13}
+
+
+def shared_tiny_base(basetemp: Path) -> Any:
+    """The session's tiny base model: built once, reused by every test module (keyed by hash)."""
+    from llmops.base_model import BaseModelConfig, resolve_base_model
+
+    return resolve_base_model(
+        BaseModelConfig(**TEST_BASE), texts=corpus_texts(), out_root=basetemp / "bases"
+    )
+
+
+def shared_dataset(basetemp: Path) -> tuple[Path, str]:
+    """The session's instruction DatasetDict on disk and its version."""
+    path = basetemp / "instruction_dataset"
+    rows = instruction_pairs(corpus_texts())
+    if not (path / "dataset_dict.json").is_file():
+        save_instruction_dataset(rows, path)
+    return path, dataset_version(rows)
