@@ -35,9 +35,8 @@ def base_model(
     mlflow: MLflowResource,
 ) -> dg.MaterializeResult:
     """The model to fine-tune: a hub id, a local folder, or a tiny model built on the corpus."""
-    from llmops.registry import register_base_as_champion
-
     from llmops.base_model import BaseModelConfig, resolve_base_model
+    from llmops.registry import register_base_as_champion
 
     texts = vector_store.open().rows(columns=["text"]).column("text").to_pylist()
     cfg = BaseModelConfig(
@@ -47,9 +46,13 @@ def base_model(
         seed=trainer.seed,
     )
     info = resolve_base_model(cfg, texts=texts, out_root=str(data_root() / "models" / "base"))
-    mlflow.activate()
     champion = register_base_as_champion(
-        info, model_name=mlflow.registered_model, dagster_run_id=context.run.run_id
+        info,
+        model_name=mlflow.registered_model,
+        dagster_run_id=context.run.run_id,
+        tracking_uri=mlflow.resolved_tracking_uri,
+        registry_uri=mlflow.resolved_registry_uri,
+        experiment=mlflow.experiment,
     )
     return dg.MaterializeResult(
         metadata={

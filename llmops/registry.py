@@ -387,13 +387,17 @@ def list_models(name: str) -> list[dict[str, Any]]:
         versions = client.search_model_versions(f"name = '{name}'")
     except MlflowException:
         return []
+    # search_model_versions leaves aliases empty on some stores; the registered model has them.
+    aliases: dict[str, list[str]] = {}
+    for alias, version in (client.get_registered_model(name).aliases or {}).items():
+        aliases.setdefault(str(version), []).append(alias)
     rows = []
     for mv in versions:
         tags = dict(mv.tags or {})
         rows.append(
             {
                 "version": str(mv.version),
-                "aliases": sorted(mv.aliases or []),
+                "aliases": sorted(set(mv.aliases or []) | set(aliases.get(str(mv.version), []))),
                 "tags": {k: v for k, v in tags.items() if not k.startswith("metric.")},
                 "metrics": {
                     k.removeprefix("metric."): _to_float(v)
