@@ -31,6 +31,7 @@ def pages_have_text(
 ) -> dg.AssetCheckResult:
     """A document whose pages are all empty would silently vanish from the knowledge base."""
     import pandas as pd
+
     from llmops.quality import run_suite
 
     df = pd.DataFrame(extracted_pages)
@@ -49,6 +50,7 @@ def chunks_well_formed(
 ) -> dg.AssetCheckResult:
     """Token length within the embedder's window, unique ids, allowed languages."""
     import pandas as pd
+
     from llmops.quality import run_suite
 
     df = pd.DataFrame(chunks)
@@ -68,6 +70,7 @@ def embeddings_valid(
     """Every vector has the model's dimension and unit norm; chunk ids are unique."""
     import numpy as np
     import pandas as pd
+
     from llmops.quality import run_suite
 
     rows = vector_store.open().rows(columns=["chunk_id", "vector"]).to_pylist()
