@@ -8,10 +8,18 @@ from typing import Any
 
 import dagster as dg
 
+from assets.dataset import instruction_dataset
 from assets.ingestion import extracted_pages
 from assets.structuring import chunk_embeddings, chunks
 from pipelines.partitions import documents_partitions
 from resources.knowledge import EmbedderResource, StructuringResource, VectorStoreResource
+from resources.llm import DatasetBuilderResource
+
+DATASET_CHECKS = {
+    "no_empty_fields": "every example has an instruction, a context and a response",
+    "no_leakage": "no document, context or response appears in two splits",
+    "minimum_size": "enough training examples to be worth a training run",
+}
 
 
 def _result(result: Any, severity: dg.AssetCheckSeverity) -> dg.AssetCheckResult:
@@ -107,3 +115,33 @@ def near_duplicate_chunks(
             "chunks": len(texts),
         },
     )
+
+
+@dg.multi_asset_check(
+    specs=[
+        dg.AssetCheckSpec(name, asset=instruction_dataset, blocking=True, description=desc)
+        for name, desc in DATASET_CHECKS.items()
+    ],
+)
+def instruction_dataset_checks(
+    context: dg.AssetCheckExecutionContext, dataset_builder: DatasetBuilderResource
+):
+    """The hand-off to training: a leak or an empty field would make every metric a lie."""
+    from datasets import load_from_disk
+
+    from llmops.dataset import check_dataset
+
+    event = context.instance.get_latest_materialization_event(instruction_dataset.key)
+    assert event is not None and event.asset_materialization is not None
+    path = event.asset_materialization.metadata["path"].value
+    outcomes = check_dataset(load_from_disk(path), min_train=dataset_builder.min_train_examples)
+    for outcome in outcomes:
+        yield dg.AssetCheckResult(
+            asset_key=instruction_dataset.key,
+            check_name=outcome.name,
+            passed=outcome.passed,
+            severity=dg.AssetCheckSeverity.ERROR
+            if outcome.severity == "error"
+            else dg.AssetCheckSeverity.WARN,
+            metadata={"message": outcome.message, "dataset": str(path)},
+        )
