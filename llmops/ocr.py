@@ -58,7 +58,7 @@ class OcrConfig:
     max_skew_deg: float = 10.0
     denoise: str = "median"  # none | median | nlmeans
     binarize: str = "otsu"  # none | otsu | adaptive
-    min_glyph_px: int = 20  # upscale when the median glyph is smaller than this
+    min_line_px: int = 20  # upscale when text lines are lower than this (small print)
     max_upscale: float = 4.0
     arabic_retry: bool = True  # re-read Arabic-dominated output with the Arabic-only models
     arabic: ArabicConfig = field(default_factory=ArabicConfig)
@@ -174,18 +174,6 @@ def _ink_mask(gray: np.ndarray) -> np.ndarray:
     return ink
 
 
-def glyph_height(gray: np.ndarray) -> float:
-    """Median height of ink blobs, a proxy for font size that needs no DPI metadata."""
-    ink = _ink_mask(gray).astype(np.uint8)
-    count, _, stats, _ = cv2.connectedComponentsWithStats(ink, connectivity=8)
-    if count <= 1:
-        return 0.0
-    heights = stats[1:, cv2.CC_STAT_HEIGHT]
-    areas = stats[1:, cv2.CC_STAT_AREA]
-    keep = heights[(areas >= 6) & (heights >= 3)]
-    return float(np.median(keep)) if keep.size else 0.0
-
-
 def _profile_score(ys: np.ndarray, xs: np.ndarray, angle_deg: float) -> float:
     theta = np.deg2rad(angle_deg)
     rows = np.round(ys * np.cos(theta) + xs * np.sin(theta)).astype(np.int64)
@@ -222,14 +210,20 @@ def estimate_skew(gray: np.ndarray, max_angle: float = 10.0) -> float:
 
 
 def rotate(gray: np.ndarray, angle_deg: float) -> np.ndarray:
-    """Rotate counter-clockwise by ``angle_deg`` on a white, enlarged canvas (nothing clipped)."""
+    """Rotate counter-clockwise by ``angle_deg`` on an enlarged canvas (nothing clipped).
+
+    The new corners get the paper's own grey (the median pixel): pure white corners next to grey
+    paper would become the "background" class of every later global threshold.
+    """
     h, w = gray.shape
     matrix = cv2.getRotationMatrix2D((w / 2, h / 2), angle_deg, 1.0)
     cos, sin = abs(matrix[0, 0]), abs(matrix[0, 1])
     new_w, new_h = int(h * sin + w * cos + 0.5), int(h * cos + w * sin + 0.5)
     matrix[0, 2] += new_w / 2 - w / 2
     matrix[1, 2] += new_h / 2 - h / 2
-    return cv2.warpAffine(gray, matrix, (new_w, new_h), flags=cv2.INTER_CUBIC, borderValue=255)
+    return cv2.warpAffine(
+        gray, matrix, (new_w, new_h), flags=cv2.INTER_CUBIC, borderValue=int(np.median(gray))
+    )
 
 
 def binarize(gray: np.ndarray, method: str = "otsu") -> np.ndarray:
@@ -239,9 +233,10 @@ def binarize(gray: np.ndarray, method: str = "otsu") -> np.ndarray:
     if method == "otsu":
         _, out = cv2.threshold(gray, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     elif method == "adaptive":
-        block = max(15, (min(gray.shape) // 20) | 1)
+        # window of a few line heights: local enough for shadows, wide enough to see paper
+        block = max(31, (min(gray.shape) // 8) | 1)
         out = cv2.adaptiveThreshold(
-            gray, 255, cv2.ADAPTIVE_THRESH_GAUSSIAN_C, cv2.THRESH_BINARY, block, 15
+            gray, 255, cv2.ADAPTIVE_THRESH_GAUSSIAN_C, cv2.THRESH_BINARY, block, 25
         )
     else:
         raise ValueError(f"binarize must be none, otsu or adaptive, got {method!r}")
@@ -262,37 +257,39 @@ def denoise(gray: np.ndarray, method: str = "median") -> np.ndarray:
 
 
 def preprocess(img: Image.Image, cfg: OcrConfig | None = None) -> Image.Image:
-    """Grey -> upscale small print -> denoise -> deskew -> binarise, each switchable in cfg.
+    """Grey -> denoise -> deskew -> upscale small print -> binarise, each switchable in cfg.
 
-    Upscaling comes first so the later steps work on enough pixels per stroke; binarisation
-    comes last so deskew interpolates grey levels rather than jagged black/white edges.
+    Denoising comes first so specks do not vote in the skew estimate; the upscale decision uses
+    the line height, which is only measurable once lines are horizontal; binarisation comes last
+    so rotation and scaling interpolate grey levels rather than jagged black/white edges.
     """
     cfg = cfg or OcrConfig()
     gray = to_gray(img)
-    if cfg.min_glyph_px > 0:
-        height = glyph_height(gray)
-        if 0 < height < cfg.min_glyph_px:
-            factor = min(cfg.max_upscale, cfg.min_glyph_px / height)
-            gray = cv2.resize(gray, None, fx=factor, fy=factor, interpolation=cv2.INTER_CUBIC)
     gray = denoise(gray, cfg.denoise)
     if cfg.deskew:
         angle = estimate_skew(gray, cfg.max_skew_deg)
         if abs(angle) >= 0.2:
             gray = rotate(gray, -angle)
+    if cfg.min_line_px > 0:
+        _, line_height = count_text_lines(gray)
+        if 0 < line_height < cfg.min_line_px:
+            factor = min(cfg.max_upscale, cfg.min_line_px / line_height)
+            gray = cv2.resize(gray, None, fx=factor, fy=factor, interpolation=cv2.INTER_CUBIC)
     gray = binarize(gray, cfg.binarize)
     return Image.fromarray(gray)
 
 
 def count_text_lines(gray: np.ndarray) -> tuple[int, int]:
-    """(number of text lines, typical line height) from the horizontal ink profile.
+    """(number of text lines, median line height in px) from the horizontal ink profile.
 
-    Bands thinner than a third of the tallest are dots/diacritics, not lines.
+    A 5x5 median first, so scanner grain does not fill every row; bands thinner than a third of
+    the tallest are dots/diacritics or underlines, not lines.
     """
-    ink = _ink_mask(gray)
+    ink = _ink_mask(cv2.medianBlur(gray, 5) if min(gray.shape) > 10 else gray)
     rows = ink.sum(axis=1)
     if rows.max(initial=0) == 0:
         return 0, 0
-    on = rows > max(1, 0.02 * rows.max())
+    on = rows > max(1, 0.1 * rows.max())
     bands: list[int] = []
     run = 0
     for flag in on:
@@ -311,7 +308,8 @@ def count_text_lines(gray: np.ndarray) -> tuple[int, int]:
 def choose_psm(gray: np.ndarray) -> int:
     """13 (raw line) for a cropped single text line, 3 (full layout analysis) otherwise."""
     lines, height = count_text_lines(gray)
-    if lines == 1 and gray.shape[0] <= 3 * height:
+    h, w = gray.shape
+    if lines == 1 and h <= 3 * height and w >= 2 * h:
         return 13
     return 3
 
