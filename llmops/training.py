@@ -138,6 +138,7 @@ class TrainResult:
     loss_curve_png: str | None
     config: dict[str, Any]
     fingerprint: str = ""
+    reused: bool = False  # True: this exact run had already finished; nothing was trained
     log_history: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -343,8 +344,14 @@ def validate(cfg: TrainConfig, model_dir: str | Path, dataset_path: str | Path) 
 
         try:
             dsd = load_from_disk(str(ds_path))
-        except Exception as exc:  # a folder that is not a saved dataset
-            problems.append(f"dataset {str(ds_path)!r} cannot be loaded: {exc}")
+        except Exception as exc:  # a folder that is not a saved dataset, or an empty split
+            empty = _empty_saved_splits(ds_path)
+            if empty:
+                problems.extend(
+                    f"dataset {str(ds_path)!r}: the {split!r} split is empty" for split in empty
+                )
+            else:
+                problems.append(f"dataset {str(ds_path)!r} cannot be loaded: {exc}")
         else:
             if not isinstance(dsd, DatasetDict):
                 problems.append(
@@ -371,6 +378,19 @@ def validate(cfg: TrainConfig, model_dir: str | Path, dataset_path: str | Path) 
     if problems:
         raise TrainConfigError("training config is invalid:\n- " + "\n- ".join(problems))
     return facts
+
+
+def _empty_saved_splits(ds_path: Path) -> list[str]:
+    """Splits saved with zero rows: ``datasets`` writes them with no shard and cannot reload."""
+    try:
+        splits = json.loads((ds_path / "dataset_dict.json").read_text())["splits"]
+        return [
+            split
+            for split in splits
+            if json.loads((ds_path / split / "state.json").read_text()).get("_data_files") == []
+        ]
+    except (OSError, ValueError, KeyError):
+        return []
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -507,6 +527,9 @@ def train_lora(
     total = sum(p.numel() for p in model.parameters())
 
     fingerprint = cfg.fingerprint(str(base_model_dir), str(dataset_path))
+    done = _finished_result(out, fingerprint, cfg)
+    if done is not None:
+        return done
     ckpt_dir = _prepare_checkpoint_dir(out, fingerprint)
     resume = last_complete_checkpoint(ckpt_dir)
     resumed_step = int(resume.name.split("-")[1]) if resume else 0
@@ -544,6 +567,7 @@ def train_lora(
         disable_tqdm=True,
         dataloader_num_workers=0,
         remove_unused_columns=False,
+        restore_callback_states_from_checkpoint=True,  # early-stopping patience survives a kill
     )
 
     class ForwardLogs(TrainerCallback):
@@ -568,7 +592,14 @@ def train_lora(
     )
     trainer.remove_callback(PrinterCallback)  # logs go to on_log; no duplicate dict prints
     started = time.perf_counter()
-    output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    if resume is not None and _checkpoint_is_final(resume):
+        # Killed after the last checkpoint but before the outputs were written: Trainer would
+        # run one extra step on resume, so restore the best checkpoint's weights instead.
+        train_loss = _restore_final(trainer, resume)
+    else:
+        train_loss = trainer.train(
+            resume_from_checkpoint=str(resume) if resume else None
+        ).training_loss
     runtime = time.perf_counter() - started
     state = trainer.state
     final_eval = trainer.evaluate()["eval_loss"] if evaluate else None
@@ -605,7 +636,7 @@ def train_lora(
         global_step=state.global_step,
         resumed_from=str(resume) if resume else None,
         resumed_step=resumed_step,
-        train_loss=_finite(output.training_loss),
+        train_loss=_finite(train_loss),
         eval_loss_start=evals[0] if evals else None,
         eval_loss_best=min(evals) if evals else None,
         eval_loss_final=final_eval,
@@ -625,6 +656,46 @@ def train_lora(
     )
     (out / "train_result.json").write_text(json.dumps(result.to_dict(), indent=1, default=str))
     return result
+
+
+def _finished_result(out: Path, fingerprint: str, cfg: TrainConfig) -> TrainResult | None:
+    """The saved result of this exact run when it already completed (idempotent re-runs)."""
+    path = out / "train_result.json"
+    if not path.is_file():
+        return None
+    try:
+        done = TrainResult.from_dict(json.loads(path.read_text()))
+    except (ValueError, TypeError):
+        return None
+    adapter_ok = (Path(done.adapter_dir) / "adapter_config.json").is_file()
+    merged_ok = not cfg.merge_adapter or (
+        done.merged_dir is not None and (Path(done.merged_dir) / "config.json").is_file()
+    )
+    if done.fingerprint != fingerprint or not adapter_ok or not merged_ok:
+        return None
+    done.reused = True
+    return done
+
+
+def _checkpoint_is_final(ckpt: Path) -> bool:
+    state = json.loads((ckpt / "trainer_state.json").read_text())
+    return int(state.get("global_step", 0)) >= int(state.get("max_steps", 0) or 1 << 62)
+
+
+def _restore_final(trainer: Any, ckpt: Path) -> float | None:
+    """Load the best adapter weights and the trainer state of a finished checkpoint."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+    from transformers import TrainerState
+
+    state = TrainerState.load_from_json(str(ckpt / "trainer_state.json"))
+    best = Path(state.best_model_checkpoint or ckpt)
+    if not (best / "adapter_model.safetensors").is_file():
+        best = ckpt
+    set_peft_model_state_dict(trainer.model, load_file(str(best / "adapter_model.safetensors")))
+    trainer.state = state
+    losses = [h["loss"] for h in state.log_history if "loss" in h]
+    return sum(losses) / len(losses) if losses else None
 
 
 def _finite(value: Any) -> float | None:
