@@ -28,6 +28,7 @@ from llmops.arabic import ArabicConfig, arabic_ratio, detect_language, normalize
 INSTALL_HINT = "apt-get install tesseract-ocr tesseract-ocr-ara"
 # Tesseract traineddata codes whose script is Arabic: used to re-read Arabic-dominated text
 # without the Latin model competing for the punctuation and the digits.
+ARABIC_REREAD_RATIO = 0.8  # share of Arabic letters in the first read that triggers the re-read
 ARABIC_SCRIPT_LANGS = ("ara", "fas", "urd", "pus", "snd", "uig", "kur", "Arabic")
 
 
@@ -60,7 +61,7 @@ class OcrConfig:
     binarize: str = "otsu"  # none | otsu | adaptive
     min_line_px: int = 20  # upscale when text lines are lower than this (small print)
     max_upscale: float = 4.0
-    arabic_retry: bool = True  # re-read Arabic-dominated output with the Arabic-only models
+    arabic_retry: bool = True  # re-read Arabic-dominated pages with the Arabic-only models
     arabic: ArabicConfig = field(default_factory=ArabicConfig)
 
     @classmethod
@@ -268,7 +269,7 @@ def preprocess(img: Image.Image, cfg: OcrConfig | None = None) -> Image.Image:
     gray = denoise(gray, cfg.denoise)
     if cfg.deskew:
         angle = estimate_skew(gray, cfg.max_skew_deg)
-        if abs(angle) >= 0.2:
+        if abs(angle) >= 0.5:  # smaller tilts: tesseract copes; resampling would blur
             gray = rotate(gray, -angle)
     if cfg.min_line_px > 0:
         _, line_height = count_text_lines(gray)
@@ -282,36 +283,38 @@ def preprocess(img: Image.Image, cfg: OcrConfig | None = None) -> Image.Image:
 def count_text_lines(gray: np.ndarray) -> tuple[int, int]:
     """(number of text lines, median line height in px) from the horizontal ink profile.
 
-    A 5x5 median first, so scanner grain does not fill every row; bands thinner than a third of
-    the tallest are dots/diacritics or underlines, not lines.
+    A 5x5 median first, so scanner grain does not fill every row. Bands closer than half the
+    tallest band are merged (Arabic dots and Latin ascenders form thin bands just above the
+    core of their line); bands thinner than a third of the tallest are rules or specks.
     """
     ink = _ink_mask(cv2.medianBlur(gray, 5) if min(gray.shape) > 10 else gray)
     rows = ink.sum(axis=1)
     if rows.max(initial=0) == 0:
         return 0, 0
-    on = rows > max(1, 0.1 * rows.max())
-    bands: list[int] = []
-    run = 0
-    for flag in on:
-        if flag:
-            run += 1
-        elif run:
-            bands.append(run)
-            run = 0
-    if run:
-        bands.append(run)
-    tallest = max(bands)
-    lines = [b for b in bands if b >= tallest / 3]
+    on = np.concatenate([[False], rows > max(1, 0.1 * rows.max()), [False]])
+    edges = np.flatnonzero(np.diff(on.astype(np.int8)))
+    spans = [[int(s), int(e)] for s, e in zip(edges[::2], edges[1::2], strict=True)]
+    tallest = max(e - s for s, e in spans)
+    merged = [spans[0]]
+    for start, end in spans[1:]:
+        if start - merged[-1][1] < tallest / 2:
+            merged[-1][1] = end
+        else:
+            merged.append([start, end])
+    heights = [e - s for s, e in merged]
+    lines = [h for h in heights if h >= max(heights) / 3]
     return len(lines), int(np.median(lines))
 
 
 def choose_psm(gray: np.ndarray) -> int:
-    """13 (raw line) for a cropped single text line, 3 (full layout analysis) otherwise."""
-    lines, height = count_text_lines(gray)
+    """13 (raw line) for a cropped single text line, 3 (full layout analysis) otherwise.
+
+    A crop is a "line" when it holds one band of text and is at least twice as wide as high:
+    no page is, so a one-line page (a title) still gets layout analysis.
+    """
+    lines, _ = count_text_lines(gray)
     h, w = gray.shape
-    if lines == 1 and h <= 3 * height and w >= 2 * h:
-        return 13
-    return 3
+    return 13 if lines == 1 and w >= 2 * h else 3
 
 
 # --------------------------------------------------------------------------- OCR
@@ -374,9 +377,10 @@ def ocr_image(
     """OCR one image: preprocess, choose psm, read, and normalise Arabic.
 
     With mixed models (eng+ara) tesseract turns Arabic punctuation and digits into Latin look-
-    alikes; when the first read is mostly Arabic it is read again with the Arabic-only models
-    and the result with the higher mean confidence is kept (measured on the Arabic lines: micro
-    CER drops from about 0.23 to the Arabic-only figure, see bench/bench_ocr.py).
+    alikes; when the first read is almost all Arabic the page is read again with the Arabic-only
+    models and that read is kept. Measured on the 40 Arabic corpus lines: mixed 0.165 micro CER,
+    Arabic re-read 0.111, best-of-both oracle 0.110. Picking by tesseract's mean confidence
+    did worse (0.132): confidences of the two reads differ by noise, not by accuracy.
     """
     cfg = cfg or OcrConfig()
     languages = languages or cfg.languages
@@ -388,10 +392,9 @@ def ocr_image(
     used = languages
     warnings: list[str] = []
     arabic_langs = _arabic_only(languages) if cfg.arabic_retry else None
-    if arabic_langs and words and arabic_ratio(text) >= 0.5:
-        text2, conf2, words2 = _assemble(_run_tesseract(image, arabic_langs, psm, cfg))
-        if words2 and conf2 >= conf - 1.0:
-            text, conf, words, used = text2, conf2, words2, arabic_langs
+    if arabic_langs and words and arabic_ratio(text) >= ARABIC_REREAD_RATIO:
+        text, conf, words = _assemble(_run_tesseract(image, arabic_langs, psm, cfg))
+        used = arabic_langs
     if not text.strip():
         warnings.append("no text recognised")
     text = normalize_arabic(text, cfg.arabic)
