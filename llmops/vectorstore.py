@@ -232,9 +232,9 @@ class VectorStore:
 
     def upsert(self, rows: Sequence[Mapping[str, Any]] | pa.Table) -> dict[str, int]:
         """Insert new chunk ids, overwrite existing ones (merge_insert on chunk_id)."""
-        data = self._to_arrow(rows)
-        if data.num_rows == 0:
+        if (rows.num_rows if isinstance(rows, pa.Table) else len(rows)) == 0:
             return {"inserted": 0, "updated": 0, "version": self.version}
+        data = self._to_arrow(rows)
         if self._table is None:
             self._table = self._db.create_table(self.table_name, data=data)
             return {"inserted": data.num_rows, "updated": 0, "version": self.version}
