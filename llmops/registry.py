@@ -387,6 +387,8 @@ def list_models(name: str) -> list[dict[str, Any]]:
         versions = client.search_model_versions(f"name = '{name}'")
     except MlflowException:
         return []
+    if not versions:
+        return []
     # search_model_versions leaves aliases empty on some stores; the registered model has them.
     aliases: dict[str, list[str]] = {}
     for alias, version in (client.get_registered_model(name).aliases or {}).items():
