@@ -118,7 +118,7 @@ VARIANTS: list[tuple[str, dict]] = [
     ("no denoise", {"denoise": "none"}),
     ("denoise nlmeans", {"denoise": "nlmeans"}),
     ("no binarise", {"binarize": "none"}),
-    ("binarise adaptive", {"binarize": "adaptive"}),
+    ("binarise otsu", {"binarize": "otsu"}),
     ("no upscale", {"min_line_px": 0}),
     ("upscale lines to 40px", {"min_line_px": 40}),
     ("psm 6", {"psm": 6}),
