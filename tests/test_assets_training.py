@@ -6,13 +6,13 @@ import dagster as dg
 import numpy as np
 import pytest
 
-from tests.training_data import corpus_texts, shared_dataset
+from tests.training_data import corpus_texts, shared_dataset, shared_tiny_base
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture()
-def resources(tmp_path):
+def resources(tmp_path, tmp_path_factory):
     from llmops.vectorstore import VectorStore
     from resources.knowledge import VectorStoreResource
     from resources.mlflow import MLflowResource
@@ -32,9 +32,13 @@ def resources(tmp_path):
         "mlflow": MLflowResource(
             tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", registered_model="assets-test"
         ),
+        # The session's tiny model, as a local folder: the path users take with their own model.
         "trainer": TrainerResource(
-            tiny_vocab_size=1024, tiny_pretrain_steps=60, max_steps=40, eval_steps=10,
-            block_size=64, batch_size=8,
+            base_model=shared_tiny_base(tmp_path_factory.getbasetemp()).path,
+            max_steps=40,
+            eval_steps=10,
+            block_size=64,
+            batch_size=8,
         ),
     }
 
