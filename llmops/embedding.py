@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -303,9 +302,3 @@ def embed_missing(
         "chunks_per_s": round(len(todo) / seconds, 1) if todo and seconds > 0 else 0.0,
     }
     return rows, stats
-
-
-def offline_env() -> None:
-    """Make sure nothing reaches for the model hub (embedded defaults must work offline)."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
