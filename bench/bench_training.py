@@ -1,0 +1,111 @@
+"""LoRA training throughput: sequence packing vs the naive padded-per-batch baseline.
+
+Both runs use the same tiny base model, instruction data, batch size, LoRA config and number of
+optimizer steps through the same ``train_lora`` (Trainer) path; only ``packing`` differs.
+Throughput counts real (non-padding) tokens per second of training; peak RSS is measured per
+run in its own child process (``resource.getrusage``), so the two do not share a high-water mark.
+
+    python bench/bench_training.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def prepare(work: Path) -> tuple[str, str]:
+    """A tiny base model and an instruction dataset built from the corpus (reused if present)."""
+    from llmops.base_model import BaseModelConfig, resolve_base_model
+    from tests.training_data import corpus_texts, instruction_pairs, save_instruction_dataset
+
+    texts = corpus_texts()
+    info = resolve_base_model(BaseModelConfig(pretrain_steps=20), texts=texts,
+                              out_root=work / "bases")
+    ds = work / "dataset"
+    if not (ds / "dataset_dict.json").is_file():
+        save_instruction_dataset(instruction_pairs(texts), ds)
+    return info.path, str(ds)
+
+
+def child(mode: str, base: str, dataset: str, steps: int, out: str) -> dict:
+    """One training run; returns throughput and this process's peak RSS."""
+    from llmops.training import TrainConfig, train_lora
+
+    cfg = TrainConfig(max_steps=steps, eval_steps=0, logging_steps=max(1, steps // 4),
+                      batch_size=8, block_size=128, packing=mode == "packed",
+                      save_total_limit=1, warmup_steps=0)
+    started = time.perf_counter()
+    res = train_lora(cfg, base, dataset, output_dir=out)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {
+        "mode": mode,
+        "steps": res.global_step,
+        "real_tokens": res.train_tokens,
+        "train_seconds": res.train_runtime_s,
+        "tokens_per_second": res.train_tokens / res.train_runtime_s,
+        "rows": res.n_train_blocks,
+        "peak_rss_mb": round(peak_mb, 1),
+        "wall_seconds": round(time.perf_counter() - started, 2),
+    }
+
+
+def run_child(mode: str, base: str, dataset: str, steps: int, work: Path) -> dict:
+    out = work / f"run-{mode}-{time.time_ns()}"
+    cmd = [sys.executable, __file__, "--child", mode, "--base", base, "--dataset", dataset,
+           "--steps", str(steps), "--out", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    if proc.returncode:
+        raise RuntimeError(f"{mode} run failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer steps, one repeat")
+    parser.add_argument("--child", choices=["packed", "padded"])
+    parser.add_argument("--base")
+    parser.add_argument("--dataset")
+    parser.add_argument("--steps", type=int, default=0)
+    parser.add_argument("--out")
+    args = parser.parse_args(argv)
+    if args.child:
+        print(json.dumps(child(args.child, args.base, args.dataset, args.steps, args.out)))
+        return 0
+
+    steps, repeats = (20, 1) if args.quick else (60, 2)
+    with tempfile.TemporaryDirectory(prefix="bench-training-") as tmp:
+        work = Path(tmp)
+        base, dataset = prepare(work)
+        results: dict[str, list[dict]] = {"packed": [], "padded": []}
+        for _ in range(repeats):  # interleaved, so machine noise hits both alike
+            for mode in ("padded", "packed"):
+                results[mode].append(run_child(mode, base, dataset, steps, work))
+    best = {m: max(rs, key=lambda r: r["tokens_per_second"]) for m, rs in results.items()}
+    for mode in ("padded", "packed"):
+        r = best[mode]
+        print(f"{mode:>7}: {r['tokens_per_second']:9.0f} real tokens/s  "
+              f"({r['real_tokens']} tokens in {r['train_seconds']:.2f}s, {r['steps']} steps, "
+              f"{r['rows']} rows)  peak RSS {r['peak_rss_mb']:.0f} MB")
+    speedup = best["packed"]["tokens_per_second"] / best["padded"]["tokens_per_second"]
+    mem = best["packed"]["peak_rss_mb"] / best["padded"]["peak_rss_mb"]
+    print(f"packing speedup (real tokens/s): {speedup:.2f}x  (goal >= 1.5x)")
+    print(f"peak RSS packed/padded: {mem:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
