@@ -253,7 +253,7 @@ _ORG_HEAD = (
 _ORG_RES = [
     # "Federal Aviation Administration", "The Boeing Company", "Alderson Reporting Company"
     re.compile(
-        rf"(?<![\w.])(?:U\.S\.\s+)?(?:{_CAP}\s+)(?:(?:and\s+|&\s+)?{_CAP}\s+)*{_ORG_SUFFIX}(?![a-z])"
+        rf"(?<![\w.])(?:U\.S\.\s+)?(?:{_CAP}\s+)(?:(?:and\s+|&\s+)?{_CAP}\s+)*?{_ORG_SUFFIX}(?![a-z])"
     ),
     # "Department of Transportation", "Supreme Court of the United States"
     re.compile(rf"(?<![\w.])(?:U\.S\.\s+)?{_ORG_HEAD}\s+of\s+(?:the\s+)?{_CAP_SEQ}"),
