@@ -3,7 +3,7 @@
 Two workloads, both with known text:
 * Arabic: the 40 scanned printed lines in ../shared/corpus/arabic-ocr-lines (real print).
 * English: synthetic "scans" rendered here (serif text, rotated 2.5 degrees, grain, specks,
-  slight blur) so that deskew/denoise/binarise have something to fix.
+  a lighting gradient) so that deskew/denoise/binarise have something to fix.
 
 Every variant is run side by side with the default configuration in the same process and
 reported as a CER difference and a speed ratio, so the defaults in ``llmops.ocr.OcrConfig`` are
