@@ -539,7 +539,7 @@ def ocr_cer_dir(
         seconds=round(elapsed, 2),
         pages_per_s=round(len(rows) / elapsed, 3) if elapsed > 0 else None,
         workers=workers,
-        config={k: v for k, v in cfg.to_dict().items() if k != "arabic"},
+        config={k: v for k, v in cfg.to_dict().items() if k not in ("arabic", "languages")},
     )
     return report
 
