@@ -1,0 +1,227 @@
+"""Entry points: what is this document (``inspect_document``), and its pages (``extract_document``).
+
+Both take the raw bytes and the original file name; every failure is a
+:class:`~llmops.ingestion.errors.DocumentError` naming the file, so the caller can quarantine
+the one document and carry on with the batch.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from dataclasses import replace
+
+from PIL import Image, UnidentifiedImageError
+
+from llmops.arabic import detect_language, normalize_arabic
+from llmops.ingestion.config import IngestConfig
+from llmops.ingestion.detect import Detected, detect_type, document_id_from_hash, sha256_hex
+from llmops.ingestion.errors import DocumentError
+from llmops.ingestion.office import TextPage, extract_docx, extract_html, extract_txt
+from llmops.ingestion.records import DocumentInfo, PageRecord, TableRecord
+from llmops.ingestion.scan import OcrOutcome, ensure_ocr_available, iter_image_frames, ocr_many
+
+_ANCHOR_RE = re.compile("\\s*\ue000(\\d+)\ue001\\s*")
+_BLANK_LINES_RE = re.compile(r"\n{3,}")
+# Decompression-bomb guard: a 300 dpi A0 scan is ~140 MP; anything far above is an attack or
+# an error, and PIL's own warning threshold (89 MP) is below legitimate large scans.
+_MAX_IMAGE_PIXELS = 400_000_000
+
+
+def _check_size(data: bytes, name: str, cfg: IngestConfig) -> None:
+    if not data:
+        raise DocumentError(name, "file is empty (0 bytes)", "empty")
+    if len(data) > cfg.max_bytes:
+        raise DocumentError(
+            name,
+            f"file is {len(data) / 2**20:.1f} MB, above the max_file_mb limit of "
+            f"{cfg.max_file_mb:g} MB",
+            "too_large",
+        )
+
+
+def _open_image(data: bytes, name: str) -> Image.Image:
+    Image.MAX_IMAGE_PIXELS = _MAX_IMAGE_PIXELS
+    try:
+        img = Image.open(io.BytesIO(data))
+        img.load()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise DocumentError(name, f"malformed image: {err}", "malformed") from err
+    except Image.DecompressionBombError as err:
+        raise DocumentError(name, f"image too large to OCR: {err}", "too_large") from err
+    return img
+
+
+def _page_count(data: bytes, name: str, detected: Detected, cfg: IngestConfig) -> int:
+    if detected.kind == "pdf":
+        from llmops.ingestion.pdf import check_geometry, open_pdf
+
+        with open_pdf(data, name, cfg) as pdf:
+            check_geometry(pdf, name)
+            return len(pdf.pages)
+    if detected.kind == "image":
+        return int(getattr(_open_image(data, name), "n_frames", 1))
+    if detected.kind == "txt":
+        return len(extract_txt(data, name)[0])
+    return 1
+
+
+def inspect_document(data: bytes, name: str, cfg: IngestConfig | None = None) -> DocumentInfo:
+    """Identify and validate a document cheaply (no text extraction, no OCR)."""
+    cfg = cfg or IngestConfig()
+    _check_size(data, name, cfg)
+    detected = detect_type(data, name)
+    digest = sha256_hex(data)
+    return DocumentInfo(
+        doc_id=document_id_from_hash(digest, name),
+        name=name,
+        sha256=digest,
+        size_bytes=len(data),
+        mime_type=detected.mime_type,
+        kind=detected.kind,
+        page_count=_page_count(data, name, detected, cfg),
+    )
+
+
+# --------------------------------------------------------------------------- finalisation
+
+
+def _place_tables(text: str, tables: list[TableRecord]) -> str:
+    """Remove table anchors from the text and record where each table stood."""
+    pieces: list[str] = []
+    length = 0
+    last = 0
+    for m in _ANCHOR_RE.finditer(text):
+        chunk = text[last : m.start()]
+        pieces.append(chunk)
+        length += len(chunk)
+        sep = "\n\n" if length and m.end() < len(text) else ""
+        pieces.append(sep)
+        length += len(sep)
+        index = int(m.group(1))
+        if index < len(tables):
+            tables[index].offset = length
+        last = m.end()
+    pieces.append(text[last:])
+    out = "".join(pieces)
+    for table in tables:
+        if table.offset is None and table.markdown:
+            found = out.find(table.markdown)
+            table.offset = found if found >= 0 else None
+    return out
+
+
+def _finish(
+    doc_id: str,
+    number: int,
+    text: str,
+    tables: list[TableRecord],
+    cfg: IngestConfig,
+    method: str = "text",
+    confidence: float | None = None,
+    warnings: list[str] | None = None,
+) -> PageRecord:
+    """Normalise (NFKC, Arabic folds), place tables, detect the language: one place for all."""
+    text = normalize_arabic(text, cfg.arabic)
+    norm_tables = [
+        replace(t, rows=[[normalize_arabic(c, cfg.arabic) for c in r] for r in t.rows], markdown="")
+        for t in tables
+    ]
+    for t in norm_tables:
+        t.__post_init__()
+    text = _BLANK_LINES_RE.sub("\n\n", "\n".join(ln.rstrip() for ln in text.split("\n"))).strip()
+    text = _place_tables(text, norm_tables)  # last: offsets refer to the final text
+    sample = text if len(text) >= 200 else " ".join([text, *(t.markdown for t in norm_tables)])
+    return PageRecord(
+        doc_id=doc_id,
+        page_number=number,
+        text=text,
+        tables=norm_tables,
+        method=method,
+        ocr_confidence=confidence,
+        language=detect_language(sample),
+        char_count=len(text),
+        warnings=list(warnings or []),
+    )
+
+
+def _ocr_record(doc_id: str, number: int, outcome: OcrOutcome, cfg: IngestConfig, pre: list[str]):
+    warnings = [*pre, *outcome.warnings]
+    return _finish(doc_id, number, outcome.text, [], cfg, "ocr", outcome.confidence, warnings)
+
+
+def _all_timed_out(outcomes: list[OcrOutcome], name: str, cfg: IngestConfig) -> None:
+    if outcomes and all(o.timed_out for o in outcomes):
+        raise DocumentError(
+            name,
+            f"OCR timed out on every page that needed it ({len(outcomes)} page(s), "
+            f"ocr_timeout_s={cfg.ocr_timeout_s:g}); raise ocr_timeout_s or lower ocr_dpi",
+            "ocr_timeout",
+        )
+
+
+# --------------------------------------------------------------------------- per kind
+
+
+def _extract_pdf(data: bytes, name: str, doc_id: str, cfg: IngestConfig) -> list[PageRecord]:
+    from llmops.ingestion.pdf import check_geometry, iter_text_pages, open_pdf, render_pages
+
+    with open_pdf(data, name, cfg) as pdf:
+        check_geometry(pdf, name)
+        results = list(iter_text_pages(pdf, name, cfg))
+    records: dict[int, PageRecord] = {}
+    scanned = [r for r in results if r.needs_ocr]
+    for r in results:
+        if not r.needs_ocr:
+            records[r.page_number] = _finish(doc_id, r.page_number, r.text, r.tables, cfg,
+                                             warnings=r.warnings)  # fmt: skip
+    if scanned:
+        ensure_ocr_available(cfg, name)
+        numbers = [r.page_number for r in scanned]
+        outcomes = ocr_many(render_pages(data, numbers, cfg, name), cfg, len(numbers))
+        if len(records) == 0:
+            _all_timed_out(outcomes, name, cfg)
+        for r, outcome in zip(scanned, outcomes, strict=True):
+            records[r.page_number] = _ocr_record(doc_id, r.page_number, outcome, cfg, r.warnings)
+    return [records[n] for n in sorted(records)]
+
+
+def _extract_image(data: bytes, name: str, doc_id: str, cfg: IngestConfig) -> list[PageRecord]:
+    img = _open_image(data, name)
+    ensure_ocr_available(cfg, name)
+    n = int(getattr(img, "n_frames", 1))
+    outcomes = ocr_many(iter_image_frames(img), cfg, n)
+    _all_timed_out(outcomes, name, cfg)
+    return [_ocr_record(doc_id, i, o, cfg, []) for i, o in enumerate(outcomes, start=1)]
+
+
+def _text_records(doc_id: str, pages: list[TextPage], cfg: IngestConfig) -> list[PageRecord]:
+    return [
+        _finish(doc_id, i, p.text, p.tables, cfg, warnings=p.warnings)
+        for i, p in enumerate(pages, start=1)
+    ]
+
+
+def extract_document(data: bytes, name: str, cfg: IngestConfig | None = None) -> list[PageRecord]:
+    """Pages of any supported document, in order, ready for chunking."""
+    cfg = cfg or IngestConfig()
+    _check_size(data, name, cfg)
+    detected = detect_type(data, name)
+    doc_id = document_id_from_hash(sha256_hex(data), name)
+    if detected.kind == "pdf":
+        pages = _extract_pdf(data, name, doc_id, cfg)
+    elif detected.kind == "image":
+        pages = _extract_image(data, name, doc_id, cfg)
+    elif detected.kind == "docx":
+        pages = _text_records(doc_id, extract_docx(data, name), cfg)
+    elif detected.kind == "html":
+        pages = _text_records(doc_id, extract_html(data, name), cfg)
+    else:
+        txt_pages, encoding = extract_txt(data, name)
+        pages = _text_records(doc_id, txt_pages, cfg)
+        if encoding not in ("utf-8", "utf-8-sig", "ascii"):
+            for p in pages:
+                p.warnings.append(f"decoded from {encoding}")
+    if not pages:
+        raise DocumentError(name, "no pages could be extracted", "empty")
+    return pages

@@ -1,0 +1,591 @@
+"""PDF pages -> text + tables with pdfplumber; OCR only for pages without a usable text layer.
+
+Per page:
+
+1. Rotation: when most characters run in another direction than left-to-right (a table page
+   turned by 90 degrees in its content stream), every object is rotated so they do. Deciding by
+   the characters' text matrix, not by ``/Rotate``, is what makes tables read in rows: the two
+   disagree in real files (``/Rotate 90`` pages whose text is upright, and the opposite).
+2. Text-layer quality (:mod:`llmops.ingestion.quality`): a page with no layer, a few stray
+   characters on top of a page-sized image, or undecodable glyphs is rendered and OCR'd.
+3. Tables (pdfplumber ruled-table finder) become structured rows; the characters inside their
+   boxes are removed before the page text is built, so a table never appears twice.
+4. Text: words -> lines -> column blocks. A vertical gutter that separates prose on both sides
+   splits the lines between full-width lines into columns read one after the other, so a
+   three-column Federal Register page does not interleave its columns.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import logging
+import math
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pdfplumber
+from pdfplumber.page import DerivedPage, Page
+from pdfplumber.utils.text import WordExtractor
+
+from llmops.arabic import arabic_ratio, fix_visual_order, looks_visual_order
+from llmops.ingestion.config import IngestConfig
+from llmops.ingestion.errors import DocumentError
+from llmops.ingestion.quality import text_layer_problem
+from llmops.ingestion.records import TableRecord
+
+# Word break when the gap exceeds 0.2 em: the fixed 3 pt default glues words set in small
+# type (the 5 pt senate-expenditures table reads "DISTRICTDIRECTOR" with it).
+X_TOLERANCE_RATIO = 0.2
+
+# pdfminer logs every recoverable syntax problem at WARNING; they are expected on real files.
+logging.getLogger("pdfminer").setLevel(logging.ERROR)
+
+_GEOM_KEYS = ("x0", "x1", "top", "bottom")
+_MIN_IMAGE_AREA = 0.05  # share of the page an image must cover to count as a possible scan
+
+
+@dataclass
+class PdfPageResult:
+    """Text-layer outcome of one page; ``needs_ocr`` pages carry the reason instead of text."""
+
+    page_number: int
+    text: str = ""
+    tables: list[TableRecord] = field(default_factory=list)
+    needs_ocr: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- open / validate
+
+
+def _password_error(exc: BaseException) -> bool:
+    names = {type(exc).__name__, type(exc.args[0]).__name__ if exc.args else ""}
+    return bool(names & {"PDFPasswordIncorrect", "PDFEncryptionError", "PDFEncryptionWarning"})
+
+
+def open_pdf(data: bytes, name: str, cfg: IngestConfig) -> pdfplumber.PDF:
+    """Open with the configured password; map every failure to a DocumentError code."""
+    try:
+        pdf = pdfplumber.open(io.BytesIO(data), password=cfg.pdf_password or "")
+        n_pages = len(pdf.pages)
+    except Exception as err:  # pdfminer raises many unrelated types for broken files
+        if _password_error(err):
+            reason = (
+                "PDF is encrypted and the configured pdf_password does not open it"
+                if cfg.pdf_password
+                else "PDF is encrypted (password-protected); set pdf_password to ingest it"
+            )
+            raise DocumentError(name, reason, "encrypted") from err
+        raise DocumentError(name, f"malformed PDF: {_describe(err)}", "malformed") from err
+    if n_pages == 0:
+        pdf.close()
+        raise DocumentError(name, "malformed PDF: it has no pages", "malformed")
+    return pdf
+
+
+def _describe(err: BaseException) -> str:
+    inner = err.args[0] if err.args and isinstance(err.args[0], BaseException) else err
+    msg = str(inner).strip() or type(inner).__name__
+    return f"{type(inner).__name__}: {msg}" if msg != type(inner).__name__ else msg
+
+
+def check_geometry(pdf: pdfplumber.PDF, name: str) -> None:
+    """Reject pages whose MediaBox is inverted or empty.
+
+    pdfplumber keeps such a box as written, so every object lands outside the page (negative
+    heights, images below the page bottom) and neither tables nor crops can be trusted.
+    """
+    for page in pdf.pages:
+        box = [float(v) for v in page.page_obj.mediabox]
+        if len(box) != 4 or box[2] <= box[0] or box[3] <= box[1]:
+            raise DocumentError(
+                name,
+                f"malformed PDF: page {page.page_number} has an inverted or empty MediaBox "
+                f"{[round(v, 2) for v in box]}",
+                "malformed",
+            )
+
+
+# --------------------------------------------------------------------------- rotation
+
+
+def _char_direction(char: dict[str, Any]) -> tuple[int, int]:
+    """Reading direction of a glyph in top-down page coordinates, snapped to a quarter turn."""
+    a, b = char["matrix"][0], char["matrix"][1]
+    ux, uy = a, -b  # PDF space is y-up; pdfplumber's "top" axis is y-down
+    if abs(ux) >= abs(uy):
+        return (1 if ux >= 0 else -1, 0)
+    return (0, 1 if uy > 0 else -1)
+
+
+def dominant_direction(chars: list[dict[str, Any]]) -> tuple[int, int]:
+    if not chars:
+        return (1, 0)
+    counts = Counter(_char_direction(c) for c in chars if c.get("matrix"))
+    if not counts:
+        return (1, 0)
+    direction, n = counts.most_common(1)[0]
+    return direction if n > 0.5 * sum(counts.values()) else (1, 0)
+
+
+class RotatedPage(DerivedPage):
+    """A page whose objects are turned so that ``direction`` becomes left-to-right."""
+
+    def __init__(self, parent_page: Page, direction: tuple[int, int]):
+        ux, uy = direction
+        self._m = (ux, uy, -uy, ux)  # rotation taking (ux, uy) to (1, 0)
+        x0, top, x1, bottom = parent_page.bbox
+        self._origin = (x0, top)
+        corners = [self._rot(x - x0, t - top) for x in (x0, x1) for t in (top, bottom)]
+        self._shift = (-min(c[0] for c in corners), -min(c[1] for c in corners))
+        width = max(c[0] for c in corners) + self._shift[0]
+        height = max(c[1] for c in corners) + self._shift[1]
+        self.bbox = (0, 0, width, height)
+        super().__init__(parent_page)
+
+    def _rot(self, x: float, t: float) -> tuple[float, float]:
+        m = self._m
+        return (m[0] * x + m[1] * t, m[2] * x + m[3] * t)
+
+    def _point(self, x: float, t: float) -> tuple[float, float]:
+        rx, rt = self._rot(x - self._origin[0], t - self._origin[1])
+        return (rx + self._shift[0], rt + self._shift[1])
+
+    def _transform(self, obj: dict[str, Any]) -> dict[str, Any]:
+        out = dict(obj)
+        if all(k in obj for k in _GEOM_KEYS):
+            pts = [
+                self._point(x, t)
+                for x in (obj["x0"], obj["x1"])
+                for t in (obj["top"], obj["bottom"])
+            ]
+            xs, ts = [p[0] for p in pts], [p[1] for p in pts]
+            height = self.bbox[3]
+            out.update(
+                x0=min(xs), x1=max(xs), top=min(ts), bottom=max(ts),
+                width=max(xs) - min(xs), height=max(ts) - min(ts),
+                y0=height - max(ts), y1=height - min(ts),
+                doctop=self.initial_doctop + min(ts),
+            )  # fmt: skip
+        if "pts" in obj:
+            out["pts"] = [self._point(x, t) for x, t in obj["pts"]]
+        out.pop("path", None)
+        if obj.get("object_type") == "char" and obj.get("matrix"):
+            a, b, c, d, e, f = obj["matrix"]
+            m = self._m
+            # linear part acts on y-down vectors (a, -b) and (c, -d)
+            na, nb = m[0] * a - m[1] * b, -(m[2] * a - m[3] * b)
+            nc, nd = m[0] * c - m[1] * d, -(m[2] * c - m[3] * d)
+            ex, et = self._point(e, self.parent_page.bbox[3] - f + self.parent_page.bbox[1])
+            out["matrix"] = (na, nb, nc, nd, ex, self.bbox[3] - et)
+            out["upright"] = bool(na * nd > 0 and nb * nc <= 0)
+        return out
+
+    @property
+    def objects(self) -> dict[str, list[dict[str, Any]]]:
+        if hasattr(self, "_objects"):
+            return self._objects
+        self._objects: dict[str, list[dict[str, Any]]] = {
+            kind: [self._transform(o) for o in objs]
+            for kind, objs in self.parent_page.objects.items()
+        }
+        return self._objects
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def _clean_cell(cell: Any) -> str:
+    return " ".join(str(cell).split()) if cell is not None else ""
+
+
+def _cell_lines(
+    row_cells: list[tuple[float, float, float, float] | None], words: list[dict[str, Any]]
+) -> tuple[list[float], list[list[str]]]:
+    """Text lines shared by the cells of one table row: (line tops, per cell: text per line)."""
+    placed: list[tuple[int, dict[str, Any]]] = []
+    for j, bbox in enumerate(row_cells):
+        if bbox is None:
+            continue
+        x0, top, x1, bottom = bbox
+        for w in words:
+            cx, cy = (w["x0"] + w["x1"]) / 2, (w["top"] + w["bottom"]) / 2
+            if x0 <= cx < x1 and top <= cy < bottom:
+                placed.append((j, w))
+    placed.sort(key=lambda p: p[1]["top"])
+    tops: list[float] = []
+    line_of: list[int] = []
+    for _, w in placed:
+        if not tops or w["top"] - tops[-1] > 3:
+            tops.append(w["top"])
+        line_of.append(len(tops) - 1)
+    grid = [["" for _ in tops] for _ in row_cells]
+    for (j, w), k in sorted(zip(placed, line_of, strict=True), key=lambda p: p[0][1]["x0"]):
+        grid[j][k] = (grid[j][k] + " " + w["text"]).strip()
+    return tops, grid
+
+
+def _split_stacked_row(
+    row_cells: list[tuple[float, float, float, float] | None], words: list[dict[str, Any]]
+) -> list[list[str]] | None:
+    """Records stacked inside one ruled row (tables that rule every 5th row, or only columns).
+
+    Each text line of the row is a candidate record; lines with nothing in the *key* column
+    (the leftmost column with any text) continue the record above (a wrapped description).
+    The split is kept only when it yields >= 2 records that fill most of the columns, so a
+    header with a two-line label stays one row.
+    """
+    tops, grid = _cell_lines(row_cells, words)
+    if len(tops) < 2:
+        return None
+    used = [j for j, col in enumerate(grid) if any(col)]
+    if len(used) < 2:
+        return None
+    key = used[0]
+    records: list[list[str]] = []
+    for k in range(len(tops)):
+        line = [grid[j][k] for j in range(len(grid))]
+        if line[key] or not records:
+            records.append(line)
+        else:
+            records[-1] = [(a + " " + b).strip() for a, b in zip(records[-1], line, strict=True)]
+    if len(records) < 2:
+        return None
+    filled = sum(1 for r in records for j in used if r[j])
+    if filled < 0.6 * len(records) * len(used):
+        return None
+    return records
+
+
+def _column_ranges(rows: list[Any]) -> list[tuple[float, float]]:
+    """x-range of every table column, from the rows where that column has its own cell."""
+    n = max(len(r.cells) for r in rows)
+    ranges: list[tuple[float, float]] = []
+    for j in range(n):
+        cells = [r.cells[j] for r in rows if j < len(r.cells) and r.cells[j] is not None]
+        x0 = min((c[0] for c in cells), default=ranges[-1][1] if ranges else 0.0)
+        x1 = min((c[2] for c in cells), default=x0)
+        ranges.append((x0, x1))
+    return ranges
+
+
+def find_tables(page: Page) -> list[tuple[tuple[float, float, float, float], list[list[str]]]]:
+    """Ruled tables with at least two rows and two columns and some content.
+
+    A single framed box (1x1, or one column of boxed paragraphs) stays text: calling it a table
+    would take it out of the prose it belongs to. Rows holding several records between two
+    rules are split into one row per record (:func:`_split_stacked_row`).
+    """
+    if not page.edges:
+        return []
+    out = []
+    for table in page.find_tables({"text_x_tolerance_ratio": X_TOLERANCE_RATIO}):
+        extracted = table.extract(x_tolerance_ratio=X_TOLERANCE_RATIO)
+        if len(extracted) < 1 or max(len(r) for r in extracted) < 2:
+            continue
+        words: list[dict[str, Any]] | None = None
+        rows: list[list[str]] = []
+        columns = _column_ranges(table.rows)
+        for row_obj, texts in zip(table.rows, extracted, strict=True):
+            if any(t and "\n" in t for t in texts):
+                if words is None:
+                    keep = _inside(table.bbox)
+                    chars = [c for c in page.chars if keep(c)]
+                    words = _words(chars)
+                # a cell spanning several columns (no inner rules) is cut at the column bounds
+                _, top, _, bottom = row_obj.bbox
+                cells = [(x0, top, x1, bottom) for x0, x1 in columns]
+                split = _split_stacked_row(cells, words)
+                if split:
+                    rows.extend(split)
+                    continue
+            rows.append([_clean_cell(c) for c in texts])
+        rows = [r for r in rows if any(r)]
+        if len(rows) < 2:
+            continue
+        # drop columns that are empty in every row (artifacts of merged cells)
+        width = max(len(r) for r in rows)
+        rows = [r + [""] * (width - len(r)) for r in rows]
+        keep_cols = [j for j in range(width) if any(r[j] for r in rows)]
+        if len(keep_cols) < 2:
+            continue
+        out.append((tuple(table.bbox), [[r[j] for j in keep_cols] for r in rows]))
+    return out
+
+
+def _inside(bbox: tuple[float, float, float, float]):
+    x0, top, x1, bottom = bbox
+
+    def keep(obj: dict[str, Any]) -> bool:
+        cx, cy = (obj["x0"] + obj["x1"]) / 2, (obj["top"] + obj["bottom"]) / 2
+        return x0 <= cx <= x1 and top <= cy <= bottom
+
+    return keep
+
+
+def _words(chars: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return WordExtractor(x_tolerance_ratio=X_TOLERANCE_RATIO, y_tolerance=3).extract_words(chars)
+
+
+def _outside(bboxes: list[tuple[float, float, float, float]]):
+    def keep(obj: dict[str, Any]) -> bool:
+        cx = (obj["x0"] + obj["x1"]) / 2
+        cy = (obj["top"] + obj["bottom"]) / 2
+        return not any(x0 <= cx <= x1 and t <= cy <= b for x0, t, x1, b in bboxes)
+
+    return keep
+
+
+# --------------------------------------------------------------------------- text layout
+
+
+def _lines(words: list[dict[str, Any]], tolerance: float = 3.0) -> list[list[dict[str, Any]]]:
+    """Group words into lines by their top coordinate (sorted top-down, left-to-right)."""
+    lines: list[list[dict[str, Any]]] = []
+    for w in sorted(words, key=lambda w: (w["top"], w["x0"])):
+        if lines and abs(w["top"] - lines[-1][0]["top"]) <= tolerance:
+            lines[-1].append(w)
+        else:
+            lines.append([w])
+    for line in lines:
+        line.sort(key=lambda w: w["x0"])
+    return lines
+
+
+def _gutters(lines: list[list[dict[str, Any]]], x0: float, x1: float) -> list[float]:
+    """x positions of vertical gutters that separate columns of prose.
+
+    A gutter is a run of at least 6pt, inside the middle 70% of the text width, that almost no
+    line covers (<= 10%: full-width headings may cross it). It counts only when the text on each
+    side looks like prose (>= 3 words per line segment on average, >= 20% of the width, >= 5
+    lines): line numbers beside a transcript or the cells of an unruled table are not columns.
+    """
+    if len(lines) < 10 or x1 - x0 < 100:
+        return []
+    n_bins = math.ceil(x1 - x0) + 2
+    diff = np.zeros(n_bins + 1, dtype=np.int32)
+    for line in lines:
+        for w in line:
+            a = max(0, int(w["x0"] - x0))
+            b = min(n_bins, math.ceil(w["x1"] - x0) + 1)
+            diff[a] += 1
+            diff[b] -= 1
+    cover = np.cumsum(diff)[:n_bins]
+    low = cover <= max(1, int(0.10 * len(lines)))
+    lo, hi = int(0.15 * (x1 - x0)), int(0.85 * (x1 - x0))
+    candidates: list[tuple[int, int]] = []
+    start = None
+    for i in range(lo, hi + 1):
+        if low[i] and start is None:
+            start = i
+        elif not low[i] and start is not None:
+            if i - start >= 6:
+                candidates.append((start, i))
+            start = None
+    gutters = [x0 + (s + e) / 2 for s, e in candidates]
+    while gutters:
+        bounds = [x0, *gutters, x1]
+        ok = True
+        for left, right in itertools.pairwise(bounds):
+            segs = [[w for w in ln if left <= (w["x0"] + w["x1"]) / 2 < right] for ln in lines]
+            segs = [s for s in segs if s]
+            words = sum(len(s) for s in segs)
+            if len(segs) < 5 or words / len(segs) < 3 or right - left < 0.2 * (x1 - x0):
+                ok = False
+                break
+        if ok:
+            return gutters
+        # drop the narrowest gutter and try again
+        widths = [e - s for s, e in candidates]
+        k = int(np.argmin(widths))
+        gutters.pop(k)
+        candidates.pop(k)
+    return []
+
+
+def _join_lines(lines: list[list[dict[str, Any]]]) -> str:
+    """Lines -> text; a vertical gap well above the usual line pitch starts a new paragraph."""
+    if not lines:
+        return ""
+    text_lines = [ln for ln in lines if not ln[0].get("anchor")]
+    pitches = [
+        b[0]["top"] - a[0]["top"]
+        for a, b in itertools.pairwise(text_lines)
+        if b[0]["top"] > a[0]["top"]
+    ]
+    pitch = float(np.median(pitches)) if pitches else 0.0
+    out = [" ".join(w["text"] for w in lines[0])]
+    for prev, line in itertools.pairwise(lines):
+        gap = line[0]["top"] - prev[0]["top"]
+        new_para = (pitch and gap > 1.6 * pitch) or prev[0].get("anchor") or line[0].get("anchor")
+        out.append(("\n\n" if new_para else "\n") + " ".join(w["text"] for w in line))
+    return "".join(out)
+
+
+def table_anchor(index: int) -> str:
+    """Placeholder line marking where table ``index`` stands in the text (removed later)."""
+    return f"\ue000{index}\ue001"
+
+
+def layout_text(
+    words: list[dict[str, Any]],
+    columns: bool = True,
+    anchors: list[tuple[float, float, str]] | None = None,
+) -> str:
+    """Reading-order text: full-width lines in place, column blocks one column after another.
+
+    ``anchors`` (x0, top, token) become lines of their own at their vertical position, so a
+    table's place in the reading order survives column splitting and Arabic reordering.
+    """
+    lines = _lines(words)
+    gutters = (
+        _gutters(lines, min(w["x0"] for w in words), max(w["x1"] for w in words))
+        if columns and words
+        else []
+    )
+    for x0, top, token in anchors or []:
+        pseudo = [
+            {"text": token, "x0": x0, "x1": x0 + 1, "top": top, "bottom": top, "anchor": True}
+        ]
+        at = next((i for i, ln in enumerate(lines) if ln[0]["top"] >= top), len(lines))
+        lines.insert(at, pseudo)
+    if not lines:
+        return ""
+    if not gutters:
+        return _join_lines(lines)
+    bounds = [-math.inf, *gutters, math.inf]
+    blocks: list[str] = []
+    pending: list[list[dict[str, Any]]] = []  # lines of the current multi-column block
+
+    def flush() -> None:
+        if not pending:
+            return
+        for left, right in itertools.pairwise(bounds):
+            col = [[w for w in ln if left <= (w["x0"] + w["x1"]) / 2 < right] for ln in pending]
+            text = _join_lines([c for c in col if c])
+            if text:
+                blocks.append(text)
+        pending.clear()
+
+    for line in lines:
+        spans = any(w["x0"] < g - 1 and w["x1"] > g + 1 for w in line for g in gutters)
+        if spans:
+            flush()
+            blocks.append(_join_lines([line]))
+        else:
+            pending.append(line)
+    flush()
+    return "\n\n".join(blocks)
+
+
+# --------------------------------------------------------------------------- per page
+
+
+def _has_scan_image(page: Page) -> bool:
+    area = float(page.width * page.height) or 1.0
+    for img in page.images:
+        w = max(0.0, min(img["x1"], page.bbox[2]) - max(img["x0"], page.bbox[0]))
+        h = max(0.0, min(img["bottom"], page.bbox[3]) - max(img["top"], page.bbox[1]))
+        if w * h >= _MIN_IMAGE_AREA * area:
+            return True
+    return False
+
+
+def _fix_rtl(text: str, tables: list[TableRecord]) -> tuple[str, list[TableRecord], bool]:
+    """Put visual-order Arabic (born-digital RTL PDFs) back into logical order.
+
+    One decision per page, from the text and all table cells together: a page is laid out by
+    one producer, and more words give a surer vote than a single short cell.
+    """
+    sample = "\n".join([text, *(" ".join(c for r in t.rows for c in r) for t in tables)])
+    if arabic_ratio(sample) == 0 or not looks_visual_order(sample):
+        return text, tables, False
+    fixed_tables = [
+        TableRecord(rows=[[fix_visual_order(c) for c in r] for r in t.rows], bbox=t.bbox)
+        for t in tables
+    ]
+    return fix_visual_order(text), fixed_tables, True
+
+
+def extract_text_page(page: Page, cfg: IngestConfig) -> PdfPageResult:
+    """Text layer of one page, or the verdict that it needs OCR."""
+    result = PdfPageResult(page_number=page.page_number)
+    direction = dominant_direction(page.chars)
+    if direction != (1, 0):
+        page = RotatedPage(page, direction)
+        result.warnings.append(f"text runs {_dir_name(direction)}: page rotated before extraction")
+    raw = "".join(c["text"] for c in page.chars)
+    problem = text_layer_problem(
+        raw, cfg.min_text_chars, cfg.max_bad_char_ratio, cfg.min_alnum_ratio
+    )
+    if problem and ("garbage" in problem or _has_scan_image(page)):
+        result.needs_ocr = True
+        result.warnings.append(f"{problem}: page OCR'd")
+        return result
+    tables = find_tables(page) if cfg.detect_tables else []
+    chars = page.chars
+    if tables:
+        keep = _outside([bbox for bbox, _ in tables])
+        chars = [c for c in chars if keep(c)]
+    words = _words(chars)
+    anchors = [(bbox[0], bbox[1], table_anchor(i)) for i, (bbox, _) in enumerate(tables)]
+    text = layout_text(words, cfg.detect_columns, anchors)
+    records = [TableRecord(rows=rows, bbox=bbox) for bbox, rows in tables]
+    text, records, fixed = _fix_rtl(text, records)
+    if fixed:
+        result.warnings.append("Arabic text layer was in visual order: reordered to logical")
+    if not text.strip() and not records:
+        result.warnings.append("blank page")
+    result.text, result.tables = text, records
+    return result
+
+
+def _dir_name(direction: tuple[int, int]) -> str:
+    return {(0, 1): "top-to-bottom", (0, -1): "bottom-to-top", (-1, 0): "right-to-left"}.get(
+        direction, str(direction)
+    )
+
+
+def iter_text_pages(pdf: pdfplumber.PDF, name: str, cfg: IngestConfig) -> Iterator[PdfPageResult]:
+    """Text-layer results page by page; a page pdfminer cannot parse becomes an OCR candidate."""
+    for page in pdf.pages:
+        try:
+            yield extract_text_page(page, cfg)
+        except DocumentError:
+            raise
+        except Exception as err:  # one broken content stream must not lose the other pages
+            yield PdfPageResult(
+                page_number=page.page_number,
+                needs_ocr=True,
+                warnings=[f"text layer unreadable ({_describe(err)}): page OCR'd"],
+            )
+        finally:
+            page.close()  # drop pdfminer's cached layout: memory stays flat on long documents
+
+
+def render_pages(
+    data: bytes, page_numbers: list[int], cfg: IngestConfig, name: str
+) -> Iterator[Any]:
+    """Grey PIL images of the given 1-based pages at ``cfg.ocr_dpi`` (pdfium honours /Rotate)."""
+    import pypdfium2 as pdfium
+
+    try:
+        doc = pdfium.PdfDocument(data, password=cfg.pdf_password)
+    except pdfium.PdfiumError as err:
+        raise DocumentError(
+            name, f"malformed PDF: cannot render pages ({err})", "malformed"
+        ) from err
+    try:
+        for number in page_numbers:
+            page = doc[number - 1]
+            try:
+                bitmap = page.render(scale=cfg.ocr_dpi / 72.0, grayscale=True)
+                yield bitmap.to_pil()
+            finally:
+                page.close()
+    finally:
+        doc.close()

@@ -1,0 +1,92 @@
+"""OCR of page images (scanned PDF pages, PNG/JPEG/TIFF) with a per-page timeout and a pool.
+
+A page that times out becomes a page warning, not a failed document: the other pages are still
+worth having, and the warning travels into the asset metadata. Only when *every* OCR'd page of a
+document times out does the caller raise ``DocumentError(code="ocr_timeout")``.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+
+from PIL import Image
+
+from llmops.ingestion.config import IngestConfig
+from llmops.ingestion.errors import DocumentError
+
+
+@dataclass
+class OcrOutcome:
+    text: str = ""
+    confidence: float | None = None
+    warnings: list[str] = field(default_factory=list)
+    timed_out: bool = False
+
+
+def _ocr_config(cfg: IngestConfig):  # -> llmops.ocr.OcrConfig
+    from llmops.ocr import OcrConfig
+
+    return OcrConfig(
+        languages=cfg.ocr_languages, dpi=cfg.ocr_dpi, timeout_s=cfg.ocr_timeout_s, arabic=cfg.arabic
+    )
+
+
+def ensure_ocr_available(cfg: IngestConfig, source: str) -> None:
+    """Fail the document (not the run) with the install hint when tesseract cannot be used."""
+    from llmops.ocr import OcrUnavailable, check_tesseract
+
+    try:
+        check_tesseract(cfg.ocr_languages)
+    except (OcrUnavailable, ValueError) as err:
+        raise DocumentError(source, f"needs OCR but {err}", "ocr_unavailable") from err
+
+
+def ocr_one(img: Image.Image, cfg: IngestConfig) -> OcrOutcome:
+    """OCR a single page image; a timeout becomes a flagged outcome instead of an exception."""
+    from llmops.ocr import OcrTimeout, ocr_image
+
+    try:
+        res = ocr_image(img, cfg.ocr_languages, _ocr_config(cfg))
+    except OcrTimeout as err:
+        return OcrOutcome(warnings=[f"OCR timed out: {err}"], timed_out=True)
+    return OcrOutcome(text=res.text, confidence=res.confidence, warnings=list(res.warnings))
+
+
+def _worker_init() -> None:
+    # One tesseract thread per worker process: OpenMP inside each would oversubscribe cores.
+    os.environ["OMP_THREAD_LIMIT"] = "1"
+
+
+def ocr_many(images: Iterable[Image.Image], cfg: IngestConfig, n_pages: int) -> list[OcrOutcome]:
+    """OCR page images in order, over ``cfg.ocr_workers`` processes when there is enough work.
+
+    ``images`` is consumed lazily with at most ``2 * workers`` pages in flight, so a 500-page
+    scan rendered at 300 dpi never sits in memory all at once.
+    """
+    workers = max(1, min(cfg.ocr_workers, n_pages))
+    if workers == 1:
+        return [ocr_one(img, cfg) for img in images]
+    ctx = multiprocessing.get_context("spawn")  # safe inside threaded hosts (Dagster)
+    results: list[OcrOutcome] = []
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init) as pool:
+        pending: list[Future[OcrOutcome]] = []
+        for img in images:
+            pending.append(pool.submit(ocr_one, img, cfg))
+            if len(pending) >= 2 * workers:
+                results.append(pending.pop(0).result())
+        results.extend(f.result() for f in pending)
+    return results
+
+
+def iter_image_frames(img: Image.Image) -> Iterator[Image.Image]:
+    """Every frame of a (possibly multi-page) image, as an independent copy."""
+    n = getattr(img, "n_frames", 1)
+    for i in range(n):
+        img.seek(i)
+        frame = img.copy()
+        frame.info = dict(img.info)
+        yield frame
