@@ -527,13 +527,20 @@ def extract_text_page(page: Page, cfg: IngestConfig) -> PdfPageResult:
         result.warnings.append(f"{problem}: page OCR'd")
         return result
     tables = find_tables(page) if cfg.detect_tables else []
-    chars = page.chars
+    # Text running in another direction (a vertical stamp in the margin) would be cut into
+    # one-letter "words" inside the main lines; it is read on its own and appended instead.
+    chars = [c for c in page.chars if not c.get("matrix") or _char_direction(c) == (1, 0)]
+    side = _side_text(
+        page, [c for c in page.chars if c.get("matrix") and _char_direction(c) != (1, 0)]
+    )
     if tables:
         keep = _outside([bbox for bbox, _ in tables])
         chars = [c for c in chars if keep(c)]
     words = _words(chars)
     anchors = [(bbox[0], bbox[1], table_anchor(i)) for i, (bbox, _) in enumerate(tables)]
     text = layout_text(words, cfg.detect_columns, anchors)
+    if side:
+        text = f"{text}\n\n{side}" if text else side
     records = [TableRecord(rows=rows, bbox=bbox) for bbox, rows in tables]
     text, records, fixed = _fix_rtl(text, records)
     if fixed:
@@ -542,6 +549,20 @@ def extract_text_page(page: Page, cfg: IngestConfig) -> PdfPageResult:
         result.warnings.append("blank page")
     result.text, result.tables = text, records
     return result
+
+
+def _side_text(page: Page, chars: list[dict[str, Any]]) -> str:
+    """Text of the characters that run in a minority direction, each direction turned upright."""
+    if not chars:
+        return ""
+    blocks = []
+    for direction in sorted({_char_direction(c) for c in chars}):
+        turned = RotatedPage(page, direction)
+        mine = [turned._transform(c) for c in chars if _char_direction(c) == direction]
+        text = layout_text(_words(mine), columns=False)
+        if text.strip():
+            blocks.append(text)
+    return "\n\n".join(blocks)
 
 
 def _dir_name(direction: tuple[int, int]) -> str:
