@@ -34,10 +34,11 @@ def _fail(message: str) -> None:
     raise typer.Exit(1)
 
 
-def _resources(env: str | None) -> dict[str, Any]:
+def _resource(env: str | None, name: str) -> Any:
+    """One resource from configs/<env>.yaml, initialised as in a run ({env: VAR} resolved)."""
     from pipelines.definitions import build_resources
 
-    return build_resources(env)
+    return build_resources(env)[name].process_config_and_initialize()
 
 
 EnvOpt = Annotated[
@@ -56,7 +57,7 @@ def extract(
 
     if not file.is_file():
         _fail(f"{file}: no such file")
-    cfg = _resources(env)["ingestion"].config()
+    cfg = _resource(env, "ingestion").config()
     data = file.read_bytes()
     try:
         info = inspect_document(data, file.name, cfg)
@@ -99,9 +100,8 @@ def search(
     """Search the knowledge base built by chunk_embeddings."""
     if mode not in {"vector", "fts", "hybrid"}:
         _fail(f"--mode {mode!r}: expected vector, fts or hybrid")
-    res = _resources(env)
-    embedder = res["embedder"].embedder
-    store = res["vector_store"].open(dim=embedder.dim)
+    embedder = _resource(env, "embedder").embedder
+    store = _resource(env, "vector_store").open(dim=embedder.dim)
     if store.count() == 0:
         _fail(f"the knowledge base at {store.uri} is empty: run `make demo` or the lifecycle job")
     vector = embedder.encode([query])[0] if mode != "fts" else None
@@ -119,7 +119,7 @@ def models(as_json: JsonFlag = False, env: EnvOpt = None) -> None:
     """Registered model versions, their aliases and key metrics."""
     from llmops.registry import list_models
 
-    mlflow = _resources(env)["mlflow"]
+    mlflow = _resource(env, "mlflow")
     mlflow.activate()
     rows = list_models(mlflow.registered_model)
     human = "\n".join(
@@ -132,7 +132,7 @@ def models(as_json: JsonFlag = False, env: EnvOpt = None) -> None:
 @app.command()
 def quarantine(as_json: JsonFlag = False, env: EnvOpt = None) -> None:
     """Documents rejected by ingestion, with the reason."""
-    entries = list(_resources(env)["docs"].quarantine.entries())
+    entries = list(_resource(env, "docs").quarantine.latest().values())
     human = "\n".join(f"{e['name']}: [{e['code']}] {e['reason']}" for e in entries)
     _emit(entries, as_json, human or "no document quarantined")
 
@@ -148,54 +148,66 @@ def _dagster(args: list[str], env: str | None) -> subprocess.CompletedProcess[st
 @app.command()
 def ingest(
     workers: Annotated[int, typer.Option(min=1)] = 2,
+    retry_quarantined: Annotated[
+        bool, typer.Option(help="Also retry documents rejected before (same content).")
+    ] = False,
     env: EnvOpt = None,
 ) -> None:
-    """Register inbox files as partitions and ingest the new ones, `workers` at a time."""
+    """Register inbox files as partitions and ingest the new ones, `workers` at a time.
+
+    A document rejected for its content is quarantined and reported, and the command still
+    succeeds; any other failure of a run exits with 1.
+    """
     import dagster as dg
 
     from pipelines.partitions import sync_document_partitions
 
+    docs = _resource(env, "docs")
     with dg.DagsterInstance.get() as instance:
-        sync = sync_document_partitions(instance, _resources(env)["docs"])
-        done = _materialized_partitions(instance)
-    todo = [k for k in sync.current if k not in done]
+        sync = sync_document_partitions(instance, docs)
+        done = set(instance.get_materialized_partitions(dg.AssetKey("entities")))
+    files = docs.inbox_files()
+    rejected = docs.quarantine.latest()
+    todo = [
+        k
+        for k in sync.current
+        if k not in done and (retry_quarantined or files[k].sha256 not in rejected)
+    ]
     typer.echo(
         f"inbox: {len(sync.current)} documents, {len(sync.added)} new, {len(sync.removed)} "
         f"dropped; ingesting {len(todo)}",
         err=True,
     )
 
-    def run(key: str) -> tuple[str, int, str]:
-        proc = _dagster(
-            ["-j", "ingest_documents", "--tags", json.dumps({"dagster/partition": key})], env
-        )
-        return key, proc.returncode, _failure_reason(proc.stdout + proc.stderr)
+    def run(key: str) -> tuple[str, subprocess.CompletedProcess[str]]:
+        tags = json.dumps({"dagster/partition": key})
+        return key, _dagster(["-j", "ingest_documents", "--tags", tags], env)
 
-    failed = 0
+    ok = quarantined = 0
+    errors: list[str] = []
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        for key, code, reason in pool.map(run, todo):
-            failed += code != 0
-            typer.echo(f"  {'ok    ' if code == 0 else 'FAILED'} {key} {reason}", err=True)
-    typer.echo(f"ingested {len(todo) - failed}/{len(todo)}; see `llmops quarantine`", err=True)
-
-
-def _materialized_partitions(instance: Any) -> set[str]:
-    import dagster as dg
-
-    return set(instance.get_materialized_partitions(dg.AssetKey("entities")))
-
-
-def _failure_reason(log: str) -> str:
-    for line in log.splitlines():
-        if "dagster._core.definitions.events.Failure:" in line:
-            return line.split("Failure:", 1)[1].strip()
-    return ""
+        for key, proc in pool.map(run, todo):
+            entry = docs.quarantine.latest().get(files[key].sha256)
+            if proc.returncode == 0:
+                ok += 1
+                typer.echo(f"  ok           {key}", err=True)
+            elif entry is not None:
+                quarantined += 1
+                typer.echo(f"  quarantined  {key}: [{entry['code']}] {entry['reason']}", err=True)
+            else:
+                errors.append(key)
+                typer.echo(f"  FAILED       {key}\n{(proc.stdout + proc.stderr)[-3000:]}", err=True)
+    typer.echo(
+        f"ingested {ok}/{len(todo)}, quarantined {quarantined}, failed {len(errors)}", err=True
+    )
+    if errors:
+        raise typer.Exit(1)
 
 
 @app.command()
 def demo(env: EnvOpt = None) -> None:
     """Ingest the bundled sample inbox and run the lifecycle job on the embedded defaults."""
-    ingest(workers=2, env=env)
+    ingest(workers=2, retry_quarantined=False, env=env)
     typer.echo("running the lifecycle job ...", err=True)
     proc = _dagster(["-j", "lifecycle"], env)
     if proc.returncode != 0:
