@@ -4,6 +4,7 @@ ERROR-severity checks are blocking: a failing one stops the downstream assets of
 and the failed expectations are shown as a table in the UI.
 """
 
+import warnings
 from typing import Any
 
 import dagster as dg
@@ -14,6 +15,11 @@ from assets.structuring import chunk_embeddings, chunks
 from pipelines.partitions import documents_partitions
 from resources.knowledge import EmbedderResource, StructuringResource, VectorStoreResource
 from resources.llm import DatasetBuilderResource
+
+# Per-document (partitioned) checks are a Dagster preview feature we rely on deliberately.
+warnings.filterwarnings(
+    "ignore", message=".*partitions_def on an AssetCheckSpec", category=dg.PreviewWarning
+)
 
 DATASET_CHECKS = {
     "no_empty_fields": "every example has an instruction, a context and a response",
