@@ -43,6 +43,19 @@ def _paragraph_markdown(paragraph: Any) -> str:
     return text
 
 
+def _cell_text(cell: Any) -> str:
+    """Cell content in order, nested tables included (``cell.text`` silently drops them)."""
+    from docx.table import Table
+
+    parts: list[str] = []
+    for block in cell.iter_inner_content():
+        if isinstance(block, Table):
+            parts.extend(" | ".join(c for c in row if c) for row in _table_rows(block))
+        else:
+            parts.append(block.text)
+    return " ".join(" ".join(parts).split())
+
+
 def _table_rows(table: Any) -> list[list[str]]:
     """Rows of cell texts; a merged cell (python-docx repeats it per grid column) counts once."""
     rows: list[list[str]] = []
@@ -53,7 +66,7 @@ def _table_rows(table: Any) -> list[list[str]]:
             if id(cell._tc) in seen:
                 continue
             seen.add(id(cell._tc))
-            cells.append(" ".join(cell.text.split()))
+            cells.append(_cell_text(cell))
         rows.append(cells)
     return rows
 
