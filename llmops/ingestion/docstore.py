@@ -285,14 +285,20 @@ class Quarantine:
                 fs, p = _fs(self.path)
                 # object stores cannot append: read-modify-write (rejections are rare)
                 old = fs.cat_file(p) if fs.exists(p) else b""
+                if old and not old.endswith(b"\n"):
+                    old += b"\n"
                 with fs.open(p, "wb") as fh:
                     fh.write(old + line.encode("utf-8"))
             else:
                 target = _local(self.path)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 # O_APPEND: concurrent step processes each add whole lines
-                fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+                fd = os.open(target, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
                 try:
+                    # a writer that died mid-line left no newline: start a fresh line
+                    size = os.fstat(fd).st_size
+                    if size and os.pread(fd, 1, size - 1) != b"\n":
+                        line = "\n" + line
                     os.write(fd, line.encode("utf-8"))
                 finally:
                     os.close(fd)
