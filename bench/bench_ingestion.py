@@ -1,0 +1,103 @@
+"""Ingestion throughput: extract_document vs a bare pdfplumber extract_text loop, 1 and 2 workers.
+
+The baseline is what anyone would write first: open each born-digital corpus PDF and call
+``page.extract_text()`` on every page. ``extract_document`` does more (rotation, ruled tables,
+stacked-row splitting, column reading order, Arabic reordering, normalisation, language id), so
+the interesting number is the ratio: the goal is >= 0.9x the baseline's pages/s on one process.
+Two worker processes parallelise across documents, as Dagster's multiprocess executor does.
+
+Prints "name: value" lines; asserts nothing about time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import statistics
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+CORPUS = Path(os.environ.get("LLMOPS_SHARED_CORPUS", HERE.parent.parent / "shared" / "corpus"))
+BAD = {"empty.pdf", "password-example.pdf", "malformed-from-issue-932.pdf"}
+
+
+def _docs() -> list[tuple[str, bytes]]:
+    pdfs = sorted(p for p in (CORPUS / "pdfs").glob("*.pdf") if p.name not in BAD)
+    return [(p.name, p.read_bytes()) for p in pdfs]
+
+
+def baseline(doc: tuple[str, bytes]) -> int:
+    import pdfplumber
+
+    with pdfplumber.open(io.BytesIO(doc[1])) as pdf:
+        for page in pdf.pages:
+            page.extract_text()
+            page.close()
+        return len(pdf.pages)
+
+
+def ours(doc: tuple[str, bytes]) -> int:
+    from llmops.ingestion import extract_document
+
+    return len(extract_document(doc[1], doc[0]))
+
+
+def _warm(_: int) -> int:
+    import pdfplumber  # noqa: F401
+
+    from llmops.arabic import detect_language
+    from llmops.ingestion import extract_document  # noqa: F401
+
+    detect_language("warm the language detector up before timing")
+    return 0
+
+
+def _time(fn, docs, repeats: int, pool: ProcessPoolExecutor | None = None) -> tuple[float, int]:
+    times, pages = [], 0
+    for _ in range(repeats):
+        start = time.perf_counter()
+        if pool is None:
+            pages = sum(fn(d) for d in docs)
+        else:
+            # biggest first so the two workers finish together
+            order = sorted(docs, key=lambda d: -len(d[1]))
+            pages = sum(pool.map(fn, order))
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), pages
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="one repetition instead of three")
+    args = parser.parse_args(argv)
+    if not (CORPUS / "pdfs").is_dir():
+        print(f"skipped: no corpus at {CORPUS}")
+        return 0
+    docs = _docs()
+    repeats = 1 if args.quick else 3
+    _warm(0)
+    ours(docs[0])  # first-call costs (imports, lingua model) are not throughput
+    base_s, pages = _time(baseline, docs, repeats)
+    ours_s, our_pages = _time(ours, docs, repeats)
+    with ProcessPoolExecutor(2) as pool:
+        list(pool.map(_warm, range(2)))
+        pool_s, _ = _time(ours, docs, repeats, pool)
+    print(f"documents: {len(docs)}")
+    print(f"pages: {pages}")
+    print(f"repeats: {repeats}")
+    print(f"baseline_pdfplumber_extract_text_pages_per_s: {pages / base_s:.2f}")
+    print(f"extract_document_pages_per_s: {our_pages / ours_s:.2f}")
+    print(f"extract_document_2_workers_pages_per_s: {our_pages / pool_s:.2f}")
+    print(f"ratio_extract_document_vs_baseline: {base_s / ours_s:.2f}x (goal >= 0.9x)")
+    print(f"speedup_2_workers_vs_1: {ours_s / pool_s:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
