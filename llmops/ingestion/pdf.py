@@ -17,6 +17,7 @@ Per page:
 
 from __future__ import annotations
 
+import bisect
 import io
 import itertools
 import logging
@@ -199,10 +200,6 @@ class RotatedPage(DerivedPage):
 # --------------------------------------------------------------------------- tables
 
 
-def _clean_cell(cell: Any) -> str:
-    return " ".join(str(cell).split()) if cell is not None else ""
-
-
 def _cell_lines(
     row_cells: list[tuple[float, float, float, float] | None], words: list[dict[str, Any]]
 ) -> tuple[list[float], list[list[str]]]:
@@ -283,28 +280,8 @@ def find_tables(page: Page) -> list[tuple[tuple[float, float, float, float], lis
     if not page.edges:
         return []
     out = []
-    for table in page.find_tables({"text_x_tolerance_ratio": X_TOLERANCE_RATIO}):
-        extracted = table.extract(x_tolerance_ratio=X_TOLERANCE_RATIO)
-        if len(extracted) < 1 or max(len(r) for r in extracted) < 2:
-            continue
-        words: list[dict[str, Any]] | None = None
-        rows: list[list[str]] = []
-        columns = _column_ranges(table.rows)
-        for row_obj, texts in zip(table.rows, extracted, strict=True):
-            if any(t and "\n" in t for t in texts):
-                if words is None:
-                    keep = _inside(table.bbox)
-                    chars = [c for c in page.chars if keep(c)]
-                    words = _words(chars)
-                # a cell spanning several columns (no inner rules) is cut at the column bounds
-                _, top, _, bottom = row_obj.bbox
-                cells = [(x0, top, x1, bottom) for x0, x1 in columns]
-                split = _split_stacked_row(cells, words)
-                if split:
-                    rows.extend(split)
-                    continue
-            rows.append([_clean_cell(c) for c in texts])
-        rows = [r for r in rows if any(r)]
+    for table in page.find_tables():
+        rows = [r for r in _table_rows(table, page) if any(r)]
         if len(rows) < 2:
             continue
         # drop columns that are empty in every row (artifacts of merged cells)
@@ -315,6 +292,32 @@ def find_tables(page: Page) -> list[tuple[tuple[float, float, float, float], lis
             continue
         out.append((tuple(table.bbox), [[r[j] for j in keep_cols] for r in rows]))
     return out
+
+
+def _table_rows(table: Any, page: Page) -> list[list[str]]:
+    """Cell texts from the table's words (one pass; pdfplumber's per-cell char scan is
+    quadratic), with stacked records split into rows."""
+    keep = _inside(table.bbox)
+    words = sorted(_words([c for c in page.chars if keep(c)]), key=_center_y)
+    centers = [_center_y(w) for w in words]
+    columns = _column_ranges(table.rows)
+    rows: list[list[str]] = []
+    for row_obj in table.rows:
+        _, top, _, bottom = row_obj.bbox
+        row_words = words[bisect.bisect_left(centers, top) : bisect.bisect_left(centers, bottom)]
+        tops, grid = _cell_lines(list(row_obj.cells), row_words)
+        if len(tops) >= 2:
+            # a cell spanning several columns (no inner rules) is cut at the column bounds
+            split = _split_stacked_row([(x0, top, x1, bottom) for x0, x1 in columns], row_words)
+            if split:
+                rows.extend(split)
+                continue
+        rows.append([" ".join(" ".join(lines).split()) for lines in grid])
+    return rows
+
+
+def _center_y(w: dict[str, Any]) -> float:
+    return (w["top"] + w["bottom"]) / 2
 
 
 def _inside(bbox: tuple[float, float, float, float]):
@@ -529,10 +532,11 @@ def extract_text_page(page: Page, cfg: IngestConfig) -> PdfPageResult:
     tables = find_tables(page) if cfg.detect_tables else []
     # Text running in another direction (a vertical stamp in the margin) would be cut into
     # one-letter "words" inside the main lines; it is read on its own and appended instead.
-    chars = [c for c in page.chars if not c.get("matrix") or _char_direction(c) == (1, 0)]
-    side = _side_text(
-        page, [c for c in page.chars if c.get("matrix") and _char_direction(c) != (1, 0)]
-    )
+    chars: list[dict[str, Any]] = []
+    other: list[dict[str, Any]] = []
+    for c in page.chars:
+        (chars if not c.get("matrix") or _char_direction(c) == (1, 0) else other).append(c)
+    side = _side_text(page, other)
     if tables:
         keep = _outside([bbox for bbox, _ in tables])
         chars = [c for c in chars if keep(c)]
