@@ -114,6 +114,12 @@ def check_geometry(pdf: pdfplumber.PDF, name: str) -> None:
 # --------------------------------------------------------------------------- rotation
 
 
+def _is_ltr(char: dict[str, Any]) -> bool:
+    """Fast path of ``_char_direction(char) == (1, 0)`` (runs once per glyph)."""
+    m = char.get("matrix")
+    return not m or (m[0] > 0 and abs(m[1]) <= m[0])
+
+
 def _char_direction(char: dict[str, Any]) -> tuple[int, int]:
     """Reading direction of a glyph in top-down page coordinates, snapped to a quarter turn."""
     a, b = char["matrix"][0], char["matrix"][1]
@@ -126,7 +132,8 @@ def _char_direction(char: dict[str, Any]) -> tuple[int, int]:
 def dominant_direction(chars: list[dict[str, Any]]) -> tuple[int, int]:
     if not chars:
         return (1, 0)
-    counts = Counter(_char_direction(c) for c in chars if c.get("matrix"))
+    step = max(1, len(chars) // 2000)  # a sample decides; rotated pages are all-or-nothing
+    counts = Counter(_char_direction(c) for c in chars[::step] if c.get("matrix"))
     if not counts:
         return (1, 0)
     direction, n = counts.most_common(1)[0]
@@ -535,7 +542,7 @@ def extract_text_page(page: Page, cfg: IngestConfig) -> PdfPageResult:
     chars: list[dict[str, Any]] = []
     other: list[dict[str, Any]] = []
     for c in page.chars:
-        (chars if not c.get("matrix") or _char_direction(c) == (1, 0) else other).append(c)
+        (chars if _is_ltr(c) else other).append(c)
     side = _side_text(page, other)
     if tables:
         keep = _outside([bbox for bbox, _ in tables])
