@@ -22,9 +22,7 @@ def pg_url():
         yield url
 
 
-def test_sensor_partitions_and_ingestion_run_are_stored_in_postgres(
-    pg_url, tmp_path, monkeypatch
-):
+def test_sensor_partitions_and_ingestion_run_are_stored_in_postgres(pg_url, tmp_path, monkeypatch):
     import psycopg
 
     from assets.ingestion import extracted_pages, raw_documents
@@ -37,12 +35,16 @@ def test_sensor_partitions_and_ingestion_run_are_stored_in_postgres(
     home = tmp_path / "home"
     home.mkdir()
     shutil.copy(REPO_ROOT / "deploy" / "dagster.postgres.yaml", home / "dagster.yaml")
-    monkeypatch.setenv("DAGSTER_POSTGRES_URL", pg_url)
+    # dagster-postgres speaks psycopg2; SQLAlchemy 2.1 defaults postgresql:// to psycopg 3.
+    monkeypatch.setenv(
+        "DAGSTER_POSTGRES_URL", pg_url.replace("postgresql://", "postgresql+psycopg2://")
+    )
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     (inbox / "note.txt").write_text("Reservoir storage stood at 41% on September 9, 2024.\n")
-    docs = DocumentStoreResource(inbox=str(inbox), store=str(tmp_path / "store"),
-                                 quarantine_path=str(tmp_path / "q.jsonl"))
+    docs = DocumentStoreResource(
+        inbox=str(inbox), store=str(tmp_path / "store"), quarantine_path=str(tmp_path / "q.jsonl")
+    )
 
     with dg.DagsterInstance.from_config(str(home)) as instance:
         ctx = dg.build_sensor_context(instance=instance, resources={"docs": docs})
