@@ -89,7 +89,13 @@ def _generator(builder: DatasetBuilderResource, llm: LLMEndpointResource) -> Any
         from llmops.agents import AutoGenGenerator, make_model_client
 
         return AutoGenGenerator(
-            lambda: make_model_client(llm.base_url, llm.model, llm.api_key)  # type: ignore[arg-type]
+            lambda: make_model_client(
+                llm.base_url,
+                llm.model,
+                llm.api_key,
+                temperature=llm.temperature,
+                timeout=llm.timeout_s,
+            )
         )
     raise dg.Failure(f"dataset_builder.generator: unknown {builder.generator!r} (offline|autogen)")
 
