@@ -100,3 +100,44 @@ def test_each_document_is_its_own_partition_and_bad_ones_fail_alone(setup):
         assert any(k.startswith("drought-faq") for k in sync2.removed)
         assert sync2.removed == [next(k for k in good if k.startswith("drought-faq"))]
         assert (tmp_path / "assets" / "chunks" / f"{sync2.removed[0]}.parquet").exists()
+
+
+def test_a_document_of_empty_pages_fails_its_check_and_blocks_chunking(setup):
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_pdf import PdfPages
+
+    from assets.checks import pages_have_text
+    from assets.ingestion import extracted_pages, raw_documents
+    from assets.structuring import chunks
+    from pipelines.partitions import sync_document_partitions
+
+    inbox, _, resources = setup
+    for path in inbox.iterdir():
+        path.unlink()
+    buf = io.BytesIO()
+    with PdfPages(buf) as pdf:
+        for _ in range(2):
+            fig = plt.figure(figsize=(8.5, 11))
+            pdf.savefig(fig)
+            plt.close(fig)
+    (inbox / "blank-form.pdf").write_bytes(buf.getvalue())
+    with dg.instance_for_test() as instance:
+        [key] = sync_document_partitions(instance, resources["docs"]).added
+        result = dg.materialize(
+            [raw_documents, extracted_pages, chunks, pages_have_text],
+            partition_key=key,
+            instance=instance,
+            resources=resources,
+            raise_on_error=False,
+        )
+    [evaluation] = result.get_asset_check_evaluations()
+    assert not evaluation.passed
+    assert "char_count" in evaluation.metadata["failed_expectations"].value
+    # Blocking: the chunks of this document were never materialized.
+    assert not result.asset_materializations_for_node("chunks")
+    assert result.asset_materializations_for_node("extracted_pages")
