@@ -60,7 +60,9 @@ def born_digital_pdf(source: str, scanned_page: Image.Image) -> bytes:
 
     blocks = [b for b in source.strip().split("\n\n") if b.strip()]
     buf = io.BytesIO()
-    with PdfPages(buf, metadata={"Title": "Northwind Regional Water Authority Annual Report 2024"}) as pdf:
+    with PdfPages(
+        buf, metadata={"Title": "Northwind Regional Water Authority Annual Report 2024"}
+    ) as pdf:
         fig, y = None, 0.0
 
         def new_page():
@@ -79,8 +81,14 @@ def born_digital_pdf(source: str, scanned_page: Image.Image) -> bytes:
             if y - needed < 0.06:
                 new_page()
             for line in wrapped:
-                fig.text(0.08, y, line, fontsize=14 if heading else 9.5,
-                         weight="bold" if heading else "normal", family="DejaVu Sans")
+                fig.text(
+                    0.08,
+                    y,
+                    line,
+                    fontsize=14 if heading else 9.5,
+                    weight="bold" if heading else "normal",
+                    family="DejaVu Sans",
+                )
                 y -= 0.035 if heading else 0.022
             y -= 0.015
             if text.startswith("Operating revenue"):
@@ -104,8 +112,14 @@ def _ruled_table(fig, top: float) -> float:
     for r, row in enumerate(FINANCE_TABLE):
         yy = top - r * row_h
         for c, cell in enumerate(row):
-            fig.text(xs[c] + 0.01, yy - 0.018, cell, fontsize=9, family="DejaVu Sans",
-                     weight="bold" if r == 0 else "normal")
+            fig.text(
+                xs[c] + 0.01,
+                yy - 0.018,
+                cell,
+                fontsize=9,
+                family="DejaVu Sans",
+                weight="bold" if r == 0 else "normal",
+            )
     bottom = top - len(FINANCE_TABLE) * row_h
     for r in range(len(FINANCE_TABLE) + 1):
         fig.add_artist(_line([xs[0], xs[-1]], [top - r * row_h] * 2))
@@ -132,7 +146,9 @@ def charter_docx() -> bytes:
     )
     d.add_heading("Guaranteed service standards", level=2)
     table = d.add_table(rows=1, cols=3)
-    for cell, text in zip(table.rows[0].cells, ["Service", "Standard", "Credit if missed"]):
+    for cell, text in zip(
+        table.rows[0].cells, ["Service", "Standard", "Credit if missed"], strict=False
+    ):
         cell.text = text
     for row in [
         ("Planned interruption notice", "48 hours in advance", "$20"),
@@ -141,7 +157,7 @@ def charter_docx() -> bytes:
         ("Keeping an appointment", "within a 2-hour slot", "$25"),
     ]:
         cells = table.add_row().cells
-        for cell, text in zip(cells, row):
+        for cell, text in zip(cells, row, strict=False):
             cell.text = text
     d.add_heading("Low pressure", level=2)
     d.add_paragraph(
