@@ -158,13 +158,19 @@ def test_a_failing_generator_chunk_is_counted_not_raised():
 def test_dataset_is_logged_as_an_mlflow_input(tmp_path):
     import mlflow
 
+    previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'm.db'}")
-    build = build_instruction_dataset(_chunks(), ENTITIES, OfflineGenerator(), BuildConfig())
-    with mlflow.start_run() as run:
-        log_dataset_to_mlflow(build.dataset_dict, build.version)
-    inputs = mlflow.get_run(run.info.run_id).inputs.dataset_inputs
+    try:
+        experiment = mlflow.set_experiment("dataset-test")
+        build = build_instruction_dataset(_chunks(), ENTITIES, OfflineGenerator(), BuildConfig())
+        with mlflow.start_run(experiment_id=experiment.experiment_id) as run:
+            log_dataset_to_mlflow(build.dataset_dict, build.version)
+        logged = mlflow.get_run(run.info.run_id)
+    finally:
+        mlflow.set_tracking_uri(previous)
+    inputs = logged.inputs.dataset_inputs
     assert {i.dataset.name for i in inputs} == {f"instruction_dataset@{build.version}"}
-    assert mlflow.get_run(run.info.run_id).data.tags["dataset_version"] == build.version
+    assert logged.data.tags["dataset_version"] == build.version
 
 
 @pytest.mark.parametrize("corpus_file", ["issue-33-lorem-ipsum.pdf"])
