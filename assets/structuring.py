@@ -59,9 +59,13 @@ def chunks(
     code_version="1",
 )
 def entities(
-    context: dg.AssetExecutionContext, chunks: list[dict[str, Any]]
+    context: dg.AssetExecutionContext,
+    chunks: list[dict[str, Any]],
+    extracted_pages: list[dict[str, Any]],
 ) -> list[dict[str, Any]]:
-    """Dates, money, percentages, contacts and names per chunk (English and Arabic)."""
+    """Dates, money, percentages, contacts and names per chunk (English and Arabic), and the
+    document-level summary (title, language, pages, entity counts) for semantic indexing."""
+    from llmops.chunking import document_metadata
     from llmops.entities import entity_counts, extract_entities
 
     rows = [
@@ -73,7 +77,15 @@ def entities(
         for c in chunks
     ]
     counts = entity_counts([r["entities"] for r in rows])
-    context.add_output_metadata({f"count_{k}": v for k, v in sorted(counts.items())})
+    document = document_metadata(
+        context.partition_key, extracted_pages, chunks, [r["entities"] for r in rows]
+    )
+    context.add_output_metadata(
+        {
+            **{f"count_{k}": v for k, v in sorted(counts.items())},
+            "document": dg.MetadataValue.json(document),
+        }
+    )
     return rows
 
 
