@@ -101,6 +101,7 @@ class OfflineGenerator:
         "email",
         "url",
         "phone",
+        "legal_ref",
         "person",
         "org",
         "location",
@@ -150,7 +151,13 @@ class OfflineGenerator:
             out.append(
                 make("summarize", tpl["summarize"].format(where=where, n=n), " ".join(summary))
             )
-        found = [(t, v) for t in self.entity_types for v in entities.get(t, []) if v in text]
+        found = [
+            (t.lower(), v)
+            for t, values in sorted(entities.items())
+            if t.lower() in self.entity_types
+            for v in values
+            if v and v in text
+        ]
         if found:
             types = ", ".join(sorted({t for t, _ in found}))
             lines = "\n".join(f"{t}: {v}" for t, v in found[:12])
