@@ -4,9 +4,8 @@ from typing import Any
 
 import dagster as dg
 
-from assets.structuring import ALL_DOCUMENTS, chunk_embeddings
+from assets.structuring import ALL_DOCUMENTS, chunk_embeddings, current_corpus
 from llmops.paths import data_root
-from pipelines.partitions import documents_partitions
 from resources.knowledge import VectorStoreResource
 from resources.llm import DatasetBuilderResource, LLMEndpointResource
 from resources.mlflow import MLflowResource
@@ -35,11 +34,9 @@ def instruction_dataset(
         log_dataset_to_mlflow,
     )
 
-    current = set(context.instance.get_dynamic_partitions(documents_partitions.name))
-    rows = [c for doc_id, doc_chunks in chunks.items() if doc_id in current for c in doc_chunks]
+    _, rows, by_chunk = current_corpus(context, chunks, entities)
     if not rows:
         raise dg.Failure("instruction_dataset: no ingested document; run ingest_documents first")
-    by_chunk = {e["chunk_id"]: e["entities"] for doc in entities.values() for e in doc}
     store = vector_store.open()
     generator = _generator(dataset_builder, llm)
     cfg = BuildConfig(

@@ -17,6 +17,26 @@ ALL_DOCUMENTS = dg.AssetIn(
 )
 
 
+def current_corpus(
+    context: dg.AssetExecutionContext,
+    chunks: dict[str, list[dict[str, Any]]],
+    entities: dict[str, list[dict[str, Any]]],
+) -> tuple[set[str], list[dict[str, Any]], dict[str, dict[str, list[str]]]]:
+    """(current document ids, their chunks, entities by chunk id) from all stored partitions.
+
+    Stored outputs of superseded versions stay on disk; only current partitions count.
+    """
+    current = set(context.instance.get_dynamic_partitions(documents_partitions.name))
+    rows = [c for doc_id, doc_chunks in chunks.items() if doc_id in current for c in doc_chunks]
+    by_chunk = {
+        e["chunk_id"]: e["entities"]
+        for doc_id, doc_entities in entities.items()
+        if doc_id in current
+        for e in doc_entities
+    }
+    return current, rows, by_chunk
+
+
 @dg.asset(
     partitions_def=documents_partitions,
     group_name="structuring",
@@ -106,9 +126,7 @@ def chunk_embeddings(
     """The knowledge base: embeds only new chunks, upserts them, drops stale documents' rows."""
     from llmops.embedding import embed_missing
 
-    current = set(context.instance.get_dynamic_partitions(documents_partitions.name))
-    by_chunk = {e["chunk_id"]: e["entities"] for rows in entities.values() for e in rows}
-    all_chunks = [c for doc_id, rows in chunks.items() if doc_id in current for c in rows]
+    current, all_chunks, by_chunk = current_corpus(context, chunks, entities)
     model = embedder.embedder
     store = vector_store.open(dim=model.dim)
     # Rows of documents that changed (new key) or left the inbox go; so do chunks a re-chunked
