@@ -93,6 +93,17 @@ def _batch_definition_for_dataframes() -> Any:
         return _batch_definition
 
 
+def with_vector_stats(df: Any) -> Any:
+    """Add ``dim`` and ``norm`` columns from a ``vector`` column (GX cannot look into arrays)."""
+    if "vector" not in df.columns or {"dim", "norm"} <= set(df.columns):
+        return df
+    vectors = [np.asarray(v, dtype=np.float32).ravel() for v in df["vector"]]
+    return df.assign(
+        dim=[int(v.shape[0]) for v in vectors],
+        norm=[float(np.linalg.norm(v)) for v in vectors],
+    )
+
+
 def run_suite(
     suite: str | Path,
     df: Any,
@@ -103,6 +114,7 @@ def run_suite(
     import great_expectations as gx
 
     spec = load_suite(suite, directory)
+    df = with_vector_stats(df)
     batch_definition = _batch_definition_for_dataframes()  # also the context suites need
     name = spec.get("name", str(suite))
     params = {"min_text_page_ratio": 0.5, **(params or {})}

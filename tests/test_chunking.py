@@ -129,3 +129,48 @@ def test_real_tokenizer_bounds_on_corpus_text(corpus_dir):
     assert len(chunks) > 5
     assert all(embedder.count_tokens(c.text) <= 128 for c in chunks)
     assert {c.page_start for c in chunks} == {1, 2, 3}
+
+
+def test_repeated_text_gets_distinct_deterministic_ids():
+    text = "# A\n\nSame words here.\n\n# B\n\nOther words.\n\n# A\n\nSame words here."
+    page = {"doc_id": "d", "page_number": 1, "text": text, "language": "en", "tables": []}
+    chunks = chunk_pages([page], words, max_tokens=50, overlap_tokens=0)
+    assert chunks[0].text == chunks[2].text
+    assert chunks[0].chunk_id != chunks[2].chunk_id
+    again = chunk_pages([page], words, max_tokens=50, overlap_tokens=0)
+    assert [c.chunk_id for c in again] == [c.chunk_id for c in chunks]
+
+
+def test_overlap_is_whole_sentences_and_long_sentences_are_hard_split():
+    sentences = [f"Sentence {i} has exactly six words." for i in range(12)]
+    long = " ".join(f"w{i}" for i in range(70)) + "."
+    text = " ".join(sentences) + " " + long
+    page = {"doc_id": "d", "page_number": 1, "text": text, "language": "en", "tables": []}
+    chunks = chunk_pages([page], words, max_tokens=20, overlap_tokens=6)
+    assert all(c.token_count <= 20 for c in chunks)
+    # consecutive chunks share a whole sentence
+    assert "Sentence 2 has exactly six words." in chunks[0].text
+    assert chunks[1].text.startswith("Sentence 2 has exactly six words.")
+    body = " ".join(c.text for c in chunks)
+    assert all(f"w{i}" in body.split() or f"w{i}." in body for i in range(70))
+
+
+def test_pdf_heading_guess_and_arabic_page():
+    text = (
+        "Introductory line of the report.\n"
+        "ESTIMATED COSTS\n"
+        "We estimate that this proposed AD affects 62 airplanes of U.S. registry.\n"
+    )
+    page = {"doc_id": "fr", "page_number": 2, "text": text, "language": "en", "tables": []}
+    chunks = chunk_pages([page], words, max_tokens=50, overlap_tokens=0)
+    assert chunks[-1].heading == "ESTIMATED COSTS" and "62 airplanes" in chunks[-1].text
+    assert "ESTIMATED COSTS" not in chunks[0].text
+    ar = {
+        "doc_id": "ar",
+        "page_number": 1,
+        "text": "هل انت من هنا؟ نعم، انا من المدينة.",
+        "language": "ar",
+        "tables": [],
+    }
+    (only,) = chunk_pages([ar], words, max_tokens=50)
+    assert only.language == "ar" and "المدينة" in only.text and only.heading is None

@@ -87,3 +87,17 @@ def test_near_duplicate_ratio():
     assert near_duplicate_ratio([base, base, other, other]) == pytest.approx(0.5)
     assert near_duplicate_ratio([base, near], threshold=0.8) == pytest.approx(0.5)
     assert near_duplicate_ratio([base, near], threshold=0.99) == 0.0
+
+
+def test_embeddings_suite_derives_dimension_and_norm_from_vectors():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    unit = [v / np.linalg.norm(v) for v in rng.normal(size=(3, 384))]
+    df = pd.DataFrame({"chunk_id": ["a", "b", "c"], "vector": unit})
+    assert run_suite("embeddings", df, {"dim": 384}).success
+    bad = pd.DataFrame({"chunk_id": ["a", "b"], "vector": [unit[0], np.ones(768)]})
+    result = run_suite("embeddings", bad, {"dim": 384})
+    assert not result.success
+    assert {f["column"] for f in result.failed} == {"dim", "norm"}
+    assert "dim" in result.markdown()
