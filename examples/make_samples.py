@@ -3,7 +3,8 @@
 The inbox exercises every ingestion path on content we wrote ourselves: a born-digital PDF with
 a ruled table and a scanned second page (page-level OCR fallback), a scanned PNG with slight
 skew and noise, a DOCX with headings and a table, HTML with navigation chrome, an Arabic TXT in
-Windows-1256, and a truncated PDF that must be quarantined.  Run: python examples/make_samples.py
+Windows-1256, and a truncated PDF that must be quarantined. (inbox/drought-faq.html is authored
+directly: HTML needs no generating.)  Run: python examples/make_samples.py
 """
 
 from __future__ import annotations
@@ -189,7 +190,6 @@ def main() -> None:
     (INBOX / "water-authority-annual-report-2024.pdf").write_bytes(pdf)
     scan(minutes).save(INBOX / "board-minutes-2024-09-scan.jpg", dpi=(300, 300), quality=80)
     (INBOX / "customer-charter.docx").write_bytes(charter_docx())
-    (INBOX / "drought-faq.html").write_text((SOURCES / "drought-faq.html").read_text())
     arabic = (SOURCES / "tariff-notice-ar.txt").read_text(encoding="utf-8")
     (INBOX / "tariff-notice-ar.txt").write_bytes(arabic.encode("cp1256"))
     # A truncated upload: must be quarantined with a clear reason, never stop the others.
