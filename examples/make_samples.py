@@ -1,7 +1,7 @@
 """Regenerate the bundled sample inbox from the plain-text sources in examples/sources.
 
 The inbox exercises every ingestion path on content we wrote ourselves: a born-digital PDF with
-a ruled table and a scanned second page (page-level OCR fallback), a scanned PNG with slight
+a ruled table and a scanned second page (page-level OCR fallback), a scanned JPEG with slight
 skew and noise, a DOCX with headings and a table, HTML with navigation chrome, an Arabic TXT in
 Windows-1256, and a truncated PDF that must be quarantined. (inbox/drought-faq.html is authored
 directly: HTML needs no generating.)  Run: python examples/make_samples.py
