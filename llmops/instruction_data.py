@@ -45,6 +45,9 @@ _TABLE_LINE = re.compile(r"^\s*\|.*\|\s*$")
 _TABLE_SEP = re.compile(r"^\s*\|?\s*:?-{2,}:?\s*(\|\s*:?-{2,}:?\s*)*\|?\s*$")
 _CELL_SPLIT = re.compile(r"(?<!\\)\|")
 _DECLARATIVE_END = (".", "!", "۔")  # a sentence that states something, not a question or label
+# Longer "sentences" are nearly always extraction artefacts (two PDF columns read across) or
+# run-on legal text; as a QA answer they teach the model to ramble.
+_MAX_SENTENCE_WORDS = 60
 
 # Function words never chosen as the "topic" of a question.
 _STOP_EN = """a an and are as at be been being but by can could did do does for from had has have he
@@ -138,7 +141,7 @@ def _is_declarative(sentence: str) -> bool:
     words = _WORD.findall(sentence)
     letters = sum(ch.isalpha() for ch in sentence)
     return (
-        len(words) >= 6
+        6 <= len(words) <= _MAX_SENTENCE_WORDS
         and len(sentence) >= 30
         and letters >= 0.6 * len(sentence.replace(" ", ""))
         and sentence.rstrip("\"'”’»)]").endswith(_DECLARATIVE_END)
