@@ -99,9 +99,19 @@ def parse_pairs(text: str) -> list[dict[str, str]]:
 
 
 def critic_verdict(text: str) -> str | None:
-    """APPROVE / REJECT from a critic message (whichever keyword comes first), else None."""
-    hits = [(text.find(word), word) for word in ("APPROVE", "REJECT") if word in text]
-    return min(hits)[1] if hits else None
+    """APPROVE / REJECT from a critic message, else None (e.g. "REVISE: ...").
+
+    A message that opens with a keyword means that keyword. Otherwise any REJECT wins over
+    APPROVE: "I cannot APPROVE this, REJECT" must not pass, and a wrongly rejected chunk
+    only costs a few pairs while a wrongly approved one is left to the filter alone.
+    """
+    opening = text.lstrip(" \t\n*#>`\"'")
+    for word in ("APPROVE", "REJECT"):
+        if opening.startswith(word):
+            return word
+    if "REJECT" in text:
+        return "REJECT"
+    return "APPROVE" if "APPROVE" in text else None
 
 
 def _run(coro: Any) -> Any:
