@@ -1,148 +1,247 @@
-"""An AutoGen team that drafts instruction pairs and a critic that vets them.
+"""An AutoGen team that drafts instruction pairs for a chunk and a critic that vets them.
 
-Used only when an OpenAI-compatible endpoint is configured; its output goes through the same
-`llmops.dataset.filter_examples` as the offline generator, so an approving critic cannot let
-an ungrounded pair through. One chunk's bad answer (rejection, malformed JSON, endpoint error)
-costs that chunk only and is counted in ``stats``.
+Used only when an OpenAI-compatible endpoint is configured. The critic improves the drafts but
+is not trusted: its output goes through :func:`llmops.dataset.filter_examples` like the
+offline generator's, so an approved but hallucinated pair is still dropped. A chunk whose
+conversation ends in REJECT, without a verdict, with malformed JSON or with an endpoint error
+yields no examples and is counted in ``stats``; it never fails the batch.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import re
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from llmops.dataset import InstructionExample
+from llmops.dataset import TASKS, InstructionExample
 
-TASKS = {"qa", "summarize", "extract_entities", "table_lookup"}
+GENERATOR_NAME = "pair_writer"
+CRITIC_NAME = "critic"
 
 GENERATOR_PROMPT = """You write training data for a document assistant.
-Given a passage, write up to {n} instruction/response pairs whose answers are copied verbatim
-from the passage (a sentence, a table cell, or `type: value` entity lines). Answer ONLY with JSON:
-{{"pairs": [{{"instruction": "...", "response": "...", "task": "qa"}}]}}
-where task is one of qa, summarize, extract_entities, table_lookup.
-If the critic asks for changes, answer with the corrected JSON only."""
+Given a passage, write up to {n} instruction/response pairs. Every response must be copied
+verbatim from the passage: a whole sentence (task "qa"), a few whole sentences ("summarize"),
+a table cell ("table_lookup") or lines "TYPE: value" with values from the passage
+("extract_entities"). Write instructions in the passage's language.
+Answer ONLY with JSON: {{"pairs": [{{"instruction": "...", "response": "...", "task": "qa"}}]}}
+When the critic asks for changes, answer with the corrected JSON only."""
 
 CRITIC_PROMPT = """You review instruction/response pairs written from a passage.
-Reply APPROVE if every response is supported word for word by the passage and every
-instruction is clear. Otherwise reply REJECT: <reason>. Reply with one of the two only."""
+Reply "APPROVE" when every response is supported word for word by the passage and every
+instruction is clear and answerable from the passage alone.
+Reply "REJECT: <reason>" when the pairs cannot be fixed.
+Otherwise reply "REVISE: <what to change>"."""
+
+_JSON_BLOCK = re.compile(r"```(?:json)?\s*(\{.*?\})\s*```", re.DOTALL)
 
 
-def make_model_client(base_url: str, model: str, api_key: str | None = None, **kwargs: Any) -> Any:
-    """A chat client for any OpenAI-compatible endpoint (OpenAI, vLLM, Ollama, TGI...)."""
+def make_model_client(base_url: str, model: str, api_key: str | None = None, **kw: Any) -> Any:
+    """An OpenAI-compatible chat client (vLLM, Ollama, TGI, LM Studio, OpenAI itself).
+
+    autogen refuses model names it does not know unless told their capabilities, so a
+    conservative ``model_info`` (text only, no tools) is supplied unless the caller passes one.
+    Local servers ignore the API key but the client requires a non-empty one.
+    """
     from autogen_ext.models.openai import OpenAIChatCompletionClient
 
-    info = kwargs.pop("model_info", None) or {
-        "vision": False,
-        "function_calling": False,
-        "json_output": True,
-        "family": "unknown",
-        "structured_output": False,
-    }
+    model_info = kw.pop("model_info", None)
+    if model_info is None and not model.startswith(("gpt-", "o1", "o3", "o4")):
+        model_info = {
+            "vision": False,
+            "function_calling": False,
+            "json_output": False,
+            "family": "unknown",
+            "structured_output": False,
+        }
+    if model_info is not None:
+        kw["model_info"] = model_info
     return OpenAIChatCompletionClient(
-        model=model, base_url=base_url, api_key=api_key or "not-needed", model_info=info, **kwargs
+        model=model, base_url=base_url, api_key=api_key or "not-needed", **kw
     )
 
 
 def parse_pairs(text: str) -> list[dict[str, str]]:
-    """The pairs of the last JSON object in a message; ValueError when there is none."""
-    match = re.search(r"\{.*\}", text, re.DOTALL)
-    if not match:
-        raise ValueError("no JSON object in the generator's answer")
-    data = json.loads(match.group(0))
+    """The ``pairs`` of the generator's JSON answer (bare or in a ```json fence).
+
+    Raises ValueError when there is no JSON object with a ``pairs`` list of objects that
+    each have a string instruction and response: the caller counts that as malformed.
+    """
+    fenced = _JSON_BLOCK.search(text)
+    candidate = fenced.group(1) if fenced else text[text.find("{") : text.rfind("}") + 1]
+    if not candidate:
+        raise ValueError("no JSON object in the answer")
+    try:
+        data = json.loads(candidate)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"invalid JSON: {exc}") from exc
     pairs = data.get("pairs") if isinstance(data, dict) else None
-    if not isinstance(pairs, list):
-        raise ValueError("the JSON has no 'pairs' list")
-    return [p for p in pairs if isinstance(p, dict)]
+    if not isinstance(pairs, list) or not pairs:
+        raise ValueError("the JSON has no non-empty 'pairs' list")
+    out = []
+    for pair in pairs:
+        if not isinstance(pair, dict) or not all(
+            isinstance(pair.get(k), str) for k in ("instruction", "response")
+        ):
+            raise ValueError(f"pair is not an object with string instruction/response: {pair!r}")
+        task = pair.get("task")
+        out.append(
+            {
+                "instruction": pair["instruction"],
+                "response": pair["response"],
+                "task": task if isinstance(task, str) and task in TASKS else "qa",
+            }
+        )
+    return out
+
+
+def critic_verdict(text: str) -> str | None:
+    """APPROVE / REJECT from a critic message, else None (e.g. "REVISE: ...").
+
+    A message that opens with a keyword means that keyword. Otherwise any REJECT wins over
+    APPROVE: "I cannot APPROVE this, REJECT" must not pass, and a wrongly rejected chunk
+    only costs a few pairs while a wrongly approved one is left to the filter alone.
+    """
+    opening = text.lstrip(" \t\n*#>`\"'")
+    for word in ("APPROVE", "REJECT"):
+        if opening.startswith(word):
+            return word
+    if "REJECT" in text:
+        return "REJECT"
+    return "APPROVE" if "APPROVE" in text else None
+
+
+def _run(coro: Any) -> Any:
+    """asyncio.run, also from inside a running loop (a notebook, an async Dagster op)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()
 
 
 class AutoGenGenerator:
-    """PairGenerator backed by a RoundRobinGroupChat of a generator and a critic agent."""
+    """PairGenerator backed by a RoundRobinGroupChat of a pair writer and a critic.
+
+    ``client_factory`` is called once per agent per chunk (the critic may use its own
+    ``critic_client_factory``, e.g. a different model) and the clients are closed after the
+    chat, so a factory should return a new client (a scripted test client may be shared: its
+    ``close`` is a no-op and its script then alternates writer/critic). ``max_turns`` bounds
+    writer/critic rounds: a conversation without a verdict after that many yields nothing.
+    """
 
     def __init__(
         self,
         client_factory: Callable[[], Any],
-        max_pairs: int = 3,
-        max_messages: int = 6,
+        max_turns: int = 4,
+        max_pairs: int = 4,
         critic_client_factory: Callable[[], Any] | None = None,
     ) -> None:
         self.client_factory = client_factory
         self.critic_client_factory = critic_client_factory or client_factory
+        self.max_turns = max_turns
         self.max_pairs = max_pairs
-        self.max_messages = max_messages
         self.stats: Counter[str] = Counter()
 
     def generate(
         self, chunk: Mapping[str, Any], entities: Mapping[str, Sequence[str]]
     ) -> list[InstructionExample]:
+        text = str(chunk.get("text") or "")
+        self.stats["chunks"] += 1
+        if not text.strip():
+            self.stats["empty_chunk"] += 1
+            return []
         try:
-            verdict, draft = asyncio.run(self._converse(str(chunk.get("text") or "")))
-        except Exception:  # endpoint down, timeout: this chunk only
-            self.stats["errors"] += 1
+            verdict, draft = _run(self._converse(self._task(chunk, entities)))
+        except Exception:  # endpoint down, timeout, exhausted script: this chunk only
+            self.stats["error"] += 1
             return []
         if verdict != "APPROVE":
-            self.stats["rejected"] += 1
+            self.stats["rejected" if verdict == "REJECT" else "no_verdict"] += 1
             return []
         try:
-            pairs = parse_pairs(draft)
-        except (ValueError, json.JSONDecodeError):
+            pairs = parse_pairs(draft or "")
+        except ValueError:
             self.stats["malformed"] += 1
             return []
-        out = []
-        for pair in pairs[: self.max_pairs]:
-            task = pair.get("task") if pair.get("task") in TASKS else "qa"
-            out.append(
-                InstructionExample(
-                    instruction=str(pair.get("instruction") or ""),
-                    context=str(chunk.get("text") or ""),
-                    response=str(pair.get("response") or ""),
-                    task=task,
-                    doc_id=str(chunk["doc_id"]),
-                    chunk_id=str(chunk["chunk_id"]),
-                    language=str(chunk.get("language") or "und"),
-                    generator="autogen",
-                )
-            )
         self.stats["approved"] += 1
-        return out
+        examples = [
+            InstructionExample(
+                instruction=p["instruction"].strip(),
+                context=text,
+                response=p["response"].strip(),
+                task=p["task"],
+                doc_id=str(chunk.get("doc_id") or ""),
+                chunk_id=str(chunk.get("chunk_id") or ""),
+                language=str(chunk.get("language") or "en"),
+                generator="autogen",
+            )
+            for p in pairs[: self.max_pairs]
+        ]
+        self.stats["pairs"] += len(examples)
+        return examples
 
-    async def _converse(self, passage: str) -> tuple[str, str]:
-        """Run the team; returns (APPROVE|REJECT|UNDECIDED, the generator's last draft)."""
+    def _task(self, chunk: Mapping[str, Any], entities: Mapping[str, Sequence[str]]) -> str:
+        found = {k: list(v) for k, v in entities.items() if v}
+        parts = [
+            f"Write up to {self.max_pairs} pairs.",
+            f"Language: {chunk.get('language') or 'en'}. Kind: {chunk.get('kind') or 'text'}.",
+        ]
+        if chunk.get("heading"):
+            parts.append(f"Section: {chunk['heading']}")
+        if found:
+            parts.append(f"Entities found in the passage: {json.dumps(found, ensure_ascii=False)}")
+        parts.append(f"Passage:\n{chunk.get('text')}")
+        return "\n".join(parts)
+
+    async def _converse(self, task: str) -> tuple[str | None, str | None]:
+        """Run the team; (verdict, the writer's last draft before the verdict)."""
         from autogen_agentchat.agents import AssistantAgent
         from autogen_agentchat.conditions import MaxMessageTermination, TextMentionTermination
         from autogen_agentchat.teams import RoundRobinGroupChat
 
-        generator = AssistantAgent(
-            "generator",
-            model_client=self.client_factory(),
-            system_message=GENERATOR_PROMPT.format(n=self.max_pairs),
-        )
-        critic = AssistantAgent(
-            "critic", model_client=self.critic_client_factory(), system_message=CRITIC_PROMPT
-        )
-        stop = (
-            TextMentionTermination("APPROVE", sources=["critic"])
-            | TextMentionTermination("REJECT", sources=["critic"])
-            | MaxMessageTermination(self.max_messages)
-        )
-        team = RoundRobinGroupChat([generator, critic], termination_condition=stop)
-        result = await team.run(task=f"Passage:\n{passage}")
-        draft, verdict = "", "UNDECIDED"
+        writer_client = self.client_factory()
+        critic_client = self.critic_client_factory()
+        try:
+            writer = AssistantAgent(
+                GENERATOR_NAME,
+                model_client=writer_client,
+                system_message=GENERATOR_PROMPT.format(n=self.max_pairs),
+            )
+            critic = AssistantAgent(
+                CRITIC_NAME, model_client=critic_client, system_message=CRITIC_PROMPT
+            )
+            # Only the critic's words end the chat: the passage or a draft may contain them.
+            stop = (
+                TextMentionTermination("APPROVE", sources=[CRITIC_NAME])
+                | TextMentionTermination("REJECT", sources=[CRITIC_NAME])
+                | MaxMessageTermination(1 + 2 * self.max_turns)
+            )
+            team = RoundRobinGroupChat([writer, critic], termination_condition=stop)
+            result = await team.run(task=task)
+        finally:
+            for client in {
+                id(writer_client): writer_client,
+                id(critic_client): critic_client,
+            }.values():
+                close = getattr(client, "close", None)
+                if close is not None:
+                    await close()
+
+        verdict: str | None = None
+        draft: str | None = None
         for message in result.messages:
-            content = getattr(message, "content", "")
+            content = getattr(message, "content", None)
             if not isinstance(content, str):
                 continue
-            if message.source == "generator":
+            if message.source == GENERATOR_NAME:
                 draft = content
-            elif message.source == "critic":
-                verdict = (
-                    "APPROVE"
-                    if "APPROVE" in content
-                    else "REJECT"
-                    if "REJECT" in content
-                    else verdict
-                )
+            elif message.source == CRITIC_NAME:
+                verdict = critic_verdict(content)
+                if verdict:
+                    break
         return verdict, draft
