@@ -11,8 +11,8 @@ import dagster as dg
 
 from assets.dataset import instruction_dataset
 from assets.ingestion import extracted_pages
+from assets.partitions import documents_partitions
 from assets.structuring import chunk_embeddings, chunks
-from pipelines.partitions import documents_partitions
 from resources.knowledge import EmbedderResource, StructuringResource, VectorStoreResource
 from resources.llm import DatasetBuilderResource
 

@@ -5,7 +5,7 @@ from typing import Any
 
 import dagster as dg
 
-from pipelines.partitions import documents_partitions
+from assets.partitions import documents_partitions
 from resources.documents import DocumentStoreResource
 from resources.ingestion import IngestionResource
 

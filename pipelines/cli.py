@@ -160,7 +160,7 @@ def ingest(
     """
     import dagster as dg
 
-    from pipelines.partitions import sync_document_partitions
+    from assets.partitions import sync_document_partitions
 
     docs = _resource(env, "docs")
     with dg.DagsterInstance.get() as instance:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from pipelines.partitions import documents_partitions
+from assets.partitions import documents_partitions
 
 INGEST_ASSETS = ["raw_documents", "extracted_pages", "chunks", "entities"]
 

@@ -2,8 +2,8 @@
 
 import dagster as dg
 
+from assets.partitions import documents_partitions, sync_document_partitions
 from pipelines.jobs import ingest_job
-from pipelines.partitions import documents_partitions, sync_document_partitions
 from resources.documents import DocumentStoreResource
 
 

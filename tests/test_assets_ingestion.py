@@ -42,8 +42,8 @@ def setup(tmp_path):
 def test_each_document_is_its_own_partition_and_bad_ones_fail_alone(setup):
     from assets.checks import chunks_well_formed, pages_have_text
     from assets.ingestion import extracted_pages, raw_documents
+    from assets.partitions import sync_document_partitions
     from assets.structuring import chunks, entities
-    from pipelines.partitions import sync_document_partitions
 
     inbox, tmp_path, resources = setup
     with dg.instance_for_test() as instance:
@@ -113,8 +113,8 @@ def test_a_document_of_empty_pages_fails_its_check_and_blocks_chunking(setup):
 
     from assets.checks import pages_have_text
     from assets.ingestion import extracted_pages, raw_documents
+    from assets.partitions import sync_document_partitions
     from assets.structuring import chunks
-    from pipelines.partitions import sync_document_partitions
 
     inbox, _, resources = setup
     for path in inbox.iterdir():

@@ -118,3 +118,35 @@ def test_every_shipped_config_is_valid_run_config_for_the_lifecycle_job(env, mon
     job = defs.resolve_job_def("lifecycle")
     result = dg.validate_run_config(job, run_config)
     assert result
+
+
+def _imported_modules(path) -> set[str]:
+    import ast
+
+    tree = ast.parse(path.read_text())
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+    return found
+
+
+@pytest.mark.parametrize(
+    ("layer", "forbidden"),
+    [
+        ("llmops", ("dagster", "assets", "resources", "sensors", "pipelines")),
+        ("resources", ("assets", "sensors", "pipelines")),
+        ("assets", ("sensors", "pipelines")),
+    ],
+)
+def test_layers_only_import_inwards(layer, forbidden):
+    """The onion of docs/architecture.md: the domain knows no Dagster, assets know no jobs."""
+    offenders = {
+        f"{path.relative_to(REPO_ROOT)} imports {module}"
+        for path in (REPO_ROOT / layer).rglob("*.py")
+        for module in _imported_modules(path)
+        if module.split(".")[0] in forbidden
+    }
+    assert not offenders, sorted(offenders)

@@ -26,7 +26,7 @@ def test_sensor_partitions_and_ingestion_run_are_stored_in_postgres(pg_url, tmp_
     import psycopg
 
     from assets.ingestion import extracted_pages, raw_documents
-    from pipelines.partitions import documents_partitions
+    from assets.partitions import documents_partitions
     from resources.documents import DocumentStoreResource
     from resources.ingestion import IngestionResource
     from resources.storage import ParquetIOManager
