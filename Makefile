@@ -15,7 +15,7 @@ export DO_NOT_TRACK := 1
 export TOKENIZERS_PARALLELISM := false
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: install tesseract demo ui test lint bench lock clean
+.PHONY: install tesseract chromium demo ui test lint bench lock clean
 
 install: $(STAMP)
 
@@ -27,12 +27,21 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/pip check
 	touch $@
 
-tesseract:
-	@if ! command -v tesseract >/dev/null || ! tesseract --list-langs 2>/dev/null | grep -qx ara; then \
-		echo "installing tesseract-ocr with English and Arabic"; \
+tesseract:  ## tesseract with English, Arabic and orientation detection (OSD)
+	@if ! command -v tesseract >/dev/null || ! tesseract --list-langs 2>/dev/null | grep -qx ara \
+		|| ! tesseract --list-langs 2>/dev/null | grep -qx osd; then \
+		echo "installing tesseract-ocr with English, Arabic and OSD"; \
 		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
-			tesseract-ocr tesseract-ocr-eng tesseract-ocr-ara >/dev/null; \
+			tesseract-ocr tesseract-ocr-eng tesseract-ocr-ara tesseract-ocr-osd >/dev/null; \
+	fi
+
+chromium:  ## headless Chromium for the UI test (Debian's package; Playwright drives it)
+	@if ! command -v chromium >/dev/null; then \
+		echo "installing chromium"; \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
+			chromium >/dev/null; \
 	fi
 
 $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
@@ -44,7 +53,7 @@ demo: install tesseract $(DAGSTER_HOME)/dagster.yaml  ## ingest the sample inbox
 ui: install $(DAGSTER_HOME)/dagster.yaml  ## Dagster UI + daemon on the same instance as `make demo`
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
-test: install tesseract  ## lint + the whole test suite (what CI runs)
+test: install tesseract chromium  ## lint + the whole test suite (what CI runs)
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
