@@ -476,3 +476,118 @@ def load_model_version(name: str, ref: str | int) -> tuple[Any, Any]:
         model = AutoModelForCausalLM.from_pretrained(str(model_dir))
     model.eval()
     return model, load_tokenizer(model_dir)
+
+
+# --------------------------------------------------------------------------- aliases (promotion)
+
+PREVIOUS_CHAMPION = "previous_champion"
+
+
+class StaleChampionError(RuntimeError):
+    """The champion moved between the A/B comparison and the promotion."""
+
+
+class RollbackError(LookupError):
+    """There is no previous champion to restore."""
+
+
+def _client() -> Any:
+    import mlflow
+
+    return mlflow.MlflowClient()
+
+
+def get_alias_version(name: str, alias: str) -> str | None:
+    """The version an alias points to, or None (no such alias or model)."""
+    mv = _alias_version(_client(), name, alias)
+    return None if mv is None else str(mv.version)
+
+
+def set_alias(name: str, alias: str, version: str | int) -> None:
+    _client().set_registered_model_alias(name, alias, str(version))
+
+
+def delete_alias(name: str, alias: str) -> None:
+    import contextlib
+
+    from mlflow.exceptions import MlflowException
+
+    with contextlib.suppress(MlflowException):  # already absent
+        _client().delete_registered_model_alias(name, alias)
+
+
+def tag_version(name: str, version: str | int, tags: Mapping[str, Any]) -> None:
+    """Set model-version tags (values stringified; MLflow caps a tag value at 5000 chars)."""
+    client = _client()
+    for key, value in tags.items():
+        client.set_model_version_tag(name, str(version), key, str(value)[:5000])
+
+
+def alias_snapshot(name: str) -> dict[str, str | None]:
+    """champion / challenger / previous_champion versions right now."""
+    return {a: get_alias_version(name, a) for a in (CHAMPION, CHALLENGER, PREVIOUS_CHAMPION)}
+
+
+def _verify(name: str, expected: Mapping[str, str | None]) -> None:
+    actual = {alias: get_alias_version(name, alias) for alias in expected}
+    if actual != dict(expected):
+        raise RuntimeError(
+            f"registered model {name!r}: aliases are {actual} after the move, expected "
+            f"{dict(expected)} (a concurrent change?); inspect with `llmops models`"
+        )
+
+
+def promote_challenger(
+    name: str,
+    version: str | int,
+    *,
+    expected_champion: str | None = None,
+    tags: Mapping[str, Any] | None = None,
+) -> dict[str, str | None]:
+    """``champion`` -> ``version``, the old champion -> ``previous_champion``, then verify.
+
+    MLflow has no multi-alias transaction, so the order limits what a crash can leave: the
+    champion moves first (serving picks up the new model), then the old one is remembered, then
+    both are read back. ``expected_champion`` guards against promoting on stale evidence.
+    """
+    version = str(version)
+    old = get_alias_version(name, CHAMPION)
+    if expected_champion is not None and old != str(expected_champion):
+        raise StaleChampionError(
+            f"registered model {name!r}: champion is v{old}, the evidence compared against "
+            f"v{expected_champion}; re-run the A/B comparison"
+        )
+    if old == version:
+        return {"champion": version, "previous_champion": get_alias_version(name,
+                                                                              PREVIOUS_CHAMPION)}
+    set_alias(name, CHAMPION, version)
+    if old is not None:
+        set_alias(name, PREVIOUS_CHAMPION, old)
+    if tags:
+        tag_version(name, version, tags)
+    expected = {CHAMPION: version, PREVIOUS_CHAMPION: old} if old else {CHAMPION: version}
+    _verify(name, expected)
+    return {"champion": version, "previous_champion": old}
+
+
+def rollback_champion(name: str, reason: str = "manual rollback") -> dict[str, str]:
+    """Restore ``previous_champion`` as ``champion`` and drop ``previous_champion``.
+
+    One step of history: a second rollback without a promotion in between is an error, so a
+    rollback never silently oscillates between two versions.
+    """
+    previous = get_alias_version(name, PREVIOUS_CHAMPION)
+    if previous is None:
+        raise RollbackError(
+            f"registered model {name!r} has no {PREVIOUS_CHAMPION!r} alias: nothing to roll "
+            "back to (no promotion since the last rollback)"
+        )
+    current = get_alias_version(name, CHAMPION)
+    set_alias(name, CHAMPION, previous)
+    delete_alias(name, PREVIOUS_CHAMPION)
+    stamp = datetime.now(UTC).isoformat()
+    if current is not None and current != previous:
+        tag_version(name, current, {"rollback.demoted_at": stamp, "rollback.reason": reason})
+    tag_version(name, previous, {"rollback.restored_at": stamp})
+    _verify(name, {CHAMPION: previous, PREVIOUS_CHAMPION: None})
+    return {"champion": previous, "demoted": current or ""}
