@@ -243,6 +243,38 @@ class Evidence:
         )
 
 
+def _num(value: Any) -> float | None:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return None
+    return out if math.isfinite(out) else None
+
+
+def candidate_from_evaluation(meta: Mapping[str, Any], checks_passed: bool | None = None,
+                              failed_checks: Sequence[str] = ()) -> CandidateEvidence:
+    """A candidate's evidence from the ``evaluation`` asset's metadata (one partition).
+
+    Keys read: model_version, dataset_version, n_scored, n_failed, safety_harmful,
+    latency_p95_ms, plus every numeric aggregate (kept in ``metrics`` for the report).
+    """
+    if "model_version" not in meta:
+        raise ValueError(f"evaluation metadata has no model_version (keys: {sorted(meta)})")
+    harmful = _num(meta.get("safety_harmful"))
+    return CandidateEvidence(
+        version=str(meta["model_version"]),
+        dataset_version=str(meta.get("dataset_version") or ""),
+        n_samples=int(_num(meta.get("n_scored")) or 0),
+        n_failed=int(_num(meta.get("n_failed")) or 0),
+        harmful_count=None if harmful is None else int(harmful),
+        latency_p95_ms=_num(meta.get("latency_p95_ms")),
+        checks_passed=checks_passed,
+        failed_checks=list(failed_checks),
+        metrics={k: float(v) for k, v in meta.items()
+                 if isinstance(v, int | float) and not isinstance(v, bool) and _finite(v)},
+    )
+
+
 def save_evidence(evidence: Evidence, path: str | Path) -> Path:
     """Write the evidence JSON the promotion asset reads (``ab_comparison`` calls this)."""
     file = Path(path)

@@ -114,19 +114,84 @@ def search(
     _emit(hits, as_json, human or "no match")
 
 
+# --- registry: champion / challenger / previous champion, the last decision, rollback
+
+
+def _alias_view(rows: list[dict[str, Any]], alias: str) -> dict[str, Any] | None:
+    row = next((r for r in rows if alias in r["aliases"]), None)
+    if row is None:
+        return None
+    return {k: row[k] for k in ("version", "aliases", "metrics", "created", "run_id")} | {
+        "kind": row["tags"].get("llmops.kind"),
+        "promotion": {k: v for k, v in row["tags"].items()
+                      if k.startswith(("promotion.", "rollback."))},
+    }
+
+
 @app.command()
 def models(as_json: JsonFlag = False, env: EnvOpt = None) -> None:
-    """Registered model versions, their aliases and key metrics."""
+    """Champion, challenger, previous champion (metrics, created) and the last decision."""
+    from llmops.promotion import last_decision
     from llmops.registry import list_models
 
     mlflow = _resource(env, "mlflow")
     mlflow.activate()
-    rows = list_models(mlflow.registered_model)
-    human = "\n".join(
-        f"v{r['version']} {','.join(r['aliases']) or '-'} {r['metrics']} run={r['run_id']}"
-        for r in rows
-    )
-    _emit(rows, as_json, human or f"no version of {mlflow.registered_model} registered yet")
+    name = mlflow.registered_model
+    rows = list_models(name)
+    payload = {
+        "model": name,
+        **{a: _alias_view(rows, a) for a in ("champion", "challenger", "previous_champion")},
+        "last_decision": last_decision(name),
+        "versions": rows,
+    }
+    if not rows:
+        _emit(payload, as_json, f"no version of {name} registered yet: run `make demo`")
+        return
+    lines = [f"{name}: {len(rows)} versions"]
+    for alias in ("champion", "challenger", "previous_champion"):
+        view = payload[alias]
+        if view is None:
+            lines.append(f"  {alias:<18} -")
+            continue
+        metrics = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                            for k, v in sorted(view["metrics"].items())[:6])
+        lines.append(f"  {alias:<18} v{view['version']} ({view['kind'] or '?'}, "
+                     f"created {view['created'][:19]}) {metrics}")
+    last = payload["last_decision"]
+    if last:
+        failed = ", ".join(last.get("failed_gates") or []) or "none"
+        lines.append(f"  last decision      {last['decision_id']} at {last['recorded_at'][:19]}: "
+                     f"{last['outcome']} v{last['challenger_version']} vs "
+                     f"v{last['champion_version']}; failed gates: {failed}")
+        lines += [f"    - {r}" for r in last.get("reasons") or []]
+    else:
+        lines.append("  last decision      none yet")
+    _emit(payload, as_json, "\n".join(lines))
+
+
+@app.command()
+def rollback(
+    reason: Annotated[str, typer.Option(help="Recorded in the history and the tags.")] = (
+        "manual rollback"
+    ),
+    as_json: JsonFlag = False,
+    env: EnvOpt = None,
+) -> None:
+    """Restore `previous_champion` as `champion` (recorded in the promotion history)."""
+    from llmops.promotion import RollbackError
+    from llmops.promotion import rollback as do_rollback
+
+    mlflow = _resource(env, "mlflow")
+    mlflow.activate()
+    try:
+        outcome = do_rollback(mlflow.registered_model, reason=reason,
+                              experiment=mlflow.experiment)
+    except RollbackError as err:
+        _fail(str(err))
+    _emit(outcome.to_dict(), as_json, outcome.message)
+
+
+# --- end registry
 
 
 @app.command()
@@ -204,22 +269,156 @@ def ingest(
         raise typer.Exit(1)
 
 
+def _materialize(select: str, env: str | None, partition: str | None = None
+                 ) -> subprocess.CompletedProcess[str]:
+    """`dagster asset materialize` on the same instance and run config as the jobs."""
+    cfg = f"configs/{env or os.environ.get('LLMOPS_ENV', 'local')}.yaml"
+    exe = Path(sys.executable).with_name("dagster")
+    cmd = [str(exe) if exe.exists() else "dagster", "asset", "materialize", "-m",
+           "pipelines.definitions", "-c", cfg, "--select", select]
+    if partition:
+        cmd += ["--partition", partition]
+    return subprocess.run(cmd, cwd=PROJECT_ROOT, capture_output=True, text=True)
+
+
 @app.command()
 def demo(env: EnvOpt = None) -> None:
-    """Ingest the bundled sample inbox and run the lifecycle job on the embedded defaults."""
+    """The whole loop on the sample inbox: ingest, lifecycle (knowledge base, dataset, base
+    model, LoRA challenger), evaluation of both candidates, A/B comparison, gated promotion."""
+    from llmops.promotion import last_decision
+    from resources.evaluation import configured_candidate_names
+
     ingest(workers=2, retry_quarantined=False, env=env)
     typer.echo("running the lifecycle job ...", err=True)
     proc = _dagster(["-j", "lifecycle"], env)
     if proc.returncode != 0:
         sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-4000:])
         _fail("the lifecycle job failed (log above)")
+    steps = [(f"evaluation [{c}]", "evaluation", c) for c in configured_candidate_names()]
+    steps += [("A/B comparison and promotion", "ab_comparison,promotion", None)]
+    for label, select, partition in steps:
+        typer.echo(f"running {label} ...", err=True)
+        proc = _materialize(select, env, partition)
+        if proc.returncode != 0:
+            sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-4000:])
+            _fail(f"{label} failed (log above)")
+    mlflow = _resource(env, "mlflow")
+    decision = last_decision(mlflow.registered_model)
+    if decision is None:
+        _fail("the promotion step recorded no decision")
+    verdict = "PROMOTED" if decision["outcome"] == "promoted" else decision["outcome"].upper()
+    typer.echo(
+        f"\nPromotion decision {decision['decision_id']}: {verdict} challenger "
+        f"v{decision['challenger_version']} vs champion v{decision['champion_version']}"
+    )
+    for gate in decision.get("gates", []):
+        mark = "pass" if gate["passed"] else "FAIL"
+        typer.echo(f"  [{mark}] {gate['name']}: {gate['reason']}")
     typer.echo(
         "\nDone. Look at:\n"
         "  make ui                      Dagster UI at http://127.0.0.1:3000 (assets, lineage)\n"
-        "  .venv/bin/llmops models      registered versions and aliases in MLflow\n"
+        "  .venv/bin/llmops models      champion, challenger, previous champion, last decision\n"
+        "  .venv/bin/llmops rollback    restore the previous champion\n"
         "  .venv/bin/llmops search 'your question'\n"
         "  .venv/bin/mlflow ui --backend-store-uri sqlite:///.mlruns/mlflow.db",
     )
+
+
+# --- serving (issue 10): `llmops serve`, `llmops trace`
+
+
+def _serve_config(env: str | None) -> Any:
+    """ServeConfig from the serving, mlflow, vector_store and embedder resources of one env."""
+    from llmops.paths import under_data_root
+
+    serving = _resource(env, "serving")
+    mlflow = _resource(env, "mlflow")
+    store = _resource(env, "vector_store")
+    embedder = _resource(env, "embedder")
+    try:  # doc_id -> file name for the citations; the inbox may be remote or empty
+        names = {k: f.name for k, f in _resource(env, "docs").inbox_files().items()}
+    except Exception:
+        names = {}
+    return serving, serving.serve_config(
+        model_name=mlflow.registered_model, tracking_uri=mlflow.resolved_tracking_uri,
+        lancedb_uri=under_data_root(store.uri, "lancedb"), table=store.table,
+        embedder_model=embedder.model, doc_names=names,
+    )
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address (default: config).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default: config).")] = None,
+    new_key: Annotated[
+        str | None,
+        typer.Option("--new-key", help="KEY_ID:ROLE: print a fresh API key and its "
+                     "LLMOPS_API_KEYS entry (sha256), then exit."),
+    ] = None,
+    hash_key: Annotated[
+        bool, typer.Option("--hash-key", help="Read a key on stdin, print its sha256, exit.")
+    ] = False,
+    env: EnvOpt = None,
+) -> None:
+    """OpenAI-compatible RAG endpoint serving the `champion` (keys/JWT from the environment)."""
+    from llmops.serving import auth
+
+    if new_key is not None:
+        key_id, _, role = new_key.partition(":")
+        try:
+            key, entry = auth.new_key(key_id, role or "reader")
+        except ValueError as err:
+            _fail(f"--new-key {new_key!r}: {err}")
+        typer.echo(f"key (give it to the client, it is not stored): {key}", err=True)
+        typer.echo(entry)
+        return
+    if hash_key:
+        key = sys.stdin.readline().strip()
+        if not key:
+            _fail("--hash-key: no key on stdin")
+        typer.echo(auth.hash_key(key))
+        return
+    import uvicorn
+
+    from llmops.serving.app import create_app
+
+    serving, cfg = _serve_config(env)
+    try:
+        application = create_app(cfg)
+    except ValueError as err:
+        _fail(str(err))
+    typer.echo(f"serving {cfg.model_name}@{cfg.alias} on {cfg.public_url}, request log "
+               f"{cfg.request_log_path}", err=True)
+    uvicorn.run(application, host=host or serving.host, port=port or serving.port,
+                log_level="info")
+
+
+@app.command()
+def trace(
+    request_id: str,
+    log: Annotated[Path | None, typer.Option(help="Request log (default: config).")] = None,
+    as_json: JsonFlag = False,
+    env: EnvOpt = None,
+) -> None:
+    """Answer -> model version -> MLflow run -> dataset -> LanceDB -> Dagster runs -> pages."""
+    import dagster as dg
+
+    from llmops.lineage import format_trace, trace_request
+    from llmops.serving.requestlog import find_request
+    from resources.serving import dagster_lineage
+
+    path = log or _serve_config(env)[1].request_log_path
+    record = find_request(path, request_id)
+    if record is None:
+        _fail(f"request {request_id!r}: not in the request log {path}")
+    _resource(env, "mlflow").activate()
+
+    def runs(chain: dict[str, Any]) -> list[dict[str, Any]]:
+        with dg.DagsterInstance.get() as instance:
+            return dagster_lineage(instance, chain)
+
+    chain = trace_request(record, runs)
+    _emit(chain, as_json, format_trace(chain))
 
 
 def main() -> None:

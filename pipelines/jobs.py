@@ -23,3 +23,15 @@ lifecycle_job = dg.define_asset_job(
         "evaluation, instruction dataset, base model, LoRA challenger."
     ),
 )
+
+
+# --- promotion: rollback (restores `previous_champion` as `champion`; op in assets/promotion.py)
+from assets.promotion import rollback_champion  # noqa: E402
+
+
+@dg.job(description="Restore `previous_champion` as `champion` in the MLflow registry.")
+def rollback_job() -> None:
+    rollback_champion()
+
+
+# --- end promotion

@@ -98,7 +98,7 @@ def test_lifecycle_job_builds_the_knowledge_base_and_registers_a_challenger(work
 
     proc = _run([_bin("llmops"), "models", "--json"], workspace)
     assert proc.returncode == 0, proc.stderr
-    versions = json.loads(proc.stdout)
+    versions = json.loads(proc.stdout)["versions"]
     aliases = {a for v in versions for a in v["aliases"]}
     assert {"champion", "challenger"} <= aliases
 

@@ -8,6 +8,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import dagster as dg
 import pytest
 import yaml
 
@@ -380,3 +381,95 @@ def test_history_survives_a_torn_last_line(store: Path) -> None:
                                experiment="promo-test")
     rows = promotion.read_history(store)
     assert [r["outcome"] for r in rows] == ["promoted", "promoted"]  # torn line skipped only
+
+
+# --------------------------------------------------------------------------- Dagster asset + job
+
+
+def _asset_defs(ev: Evidence, tmp_path: Path, check_passes: bool) -> list:
+    """Stand-ins for the evaluation / ab_comparison assets: same keys and metadata contract."""
+    evidence_file = promotion.save_evidence(ev, tmp_path / "evidence.json")
+
+    @dg.asset(name="evaluation", check_specs=[dg.AssetCheckSpec("evaluation_sane",
+                                                               asset="evaluation")])
+    def evaluation_stub() -> dg.MaterializeResult:
+        return dg.MaterializeResult(check_results=[dg.AssetCheckResult(
+            check_name="evaluation_sane", passed=check_passes)])
+
+    @dg.asset(name="ab_comparison", deps=[evaluation_stub])
+    def ab_stub() -> dg.MaterializeResult:
+        return dg.MaterializeResult(metadata={"evidence_path": str(evidence_file)})
+
+    return [evaluation_stub, ab_stub]
+
+
+@pytest.fixture()
+def dagster_env(store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
+    from resources.mlflow import MLflowResource
+
+    monkeypatch.setenv("LLMOPS_DATA_DIR", str(tmp_path / "data"))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    return {
+        "instance": dg.DagsterInstance.ephemeral(),
+        "resources": {"mlflow": MLflowResource(tracking_uri=uri, experiment="promo-test",
+                                               registered_model=MODEL)},
+    }
+
+
+def test_promotion_asset_promotes_and_rollback_job_restores(dagster_env: dict,
+                                                            tmp_path: Path) -> None:
+    from assets.promotion import promotion as promotion_asset
+    from pipelines.jobs import rollback_job
+
+    stubs = _asset_defs(good_evidence(), tmp_path, check_passes=True)
+    result = dg.materialize([*stubs, promotion_asset], **dagster_env)
+    assert result.success
+    meta = result.asset_materializations_for_node("promotion")[0].metadata
+    assert meta["outcome"].value == "promoted" and meta["champion_after"].value == "2"
+    assert meta["previous_champion_after"].value == "1"
+    assert "| min_samples | 40 | 20 | yes |" in meta["gates"].value
+    assert promotion.last_decision(MODEL)["outcome"] == "promoted"
+
+    again = dg.materialize([promotion_asset], selection=["promotion"],
+                           **dagster_env)  # same evidence: changes nothing
+    meta = again.asset_materializations_for_node("promotion")[0].metadata
+    assert meta["outcome"].value == "duplicate" and len(promotion.read_history()) == 1
+
+    defs = dg.Definitions(jobs=[rollback_job], resources=dagster_env["resources"])
+    job = defs.resolve_job_def("rollback_job")
+    assert job.execute_in_process(instance=dagster_env["instance"]).success
+    assert registry.get_alias_version(MODEL, "champion") == "1"
+    failed = job.execute_in_process(instance=dagster_env["instance"], raise_on_error=False)
+    assert not failed.success
+    (failure,) = [e for e in failed.all_events if e.is_step_failure]
+    assert "nothing to roll back to" in str(failure.step_failure_data.error.message)
+
+
+def test_failed_evaluation_check_in_an_earlier_run_blocks_promotion(dagster_env: dict,
+                                                                    tmp_path: Path) -> None:
+    """The evidence file says the checks passed; the instance knows better."""
+    from assets.promotion import promotion as promotion_asset
+
+    stubs = _asset_defs(good_evidence(), tmp_path, check_passes=False)
+    assert dg.materialize(stubs, **dagster_env).success  # non-blocking stub: the run goes on
+    result = dg.materialize([*stubs, promotion_asset], selection=["promotion"], **dagster_env)
+    meta = result.asset_materializations_for_node("promotion")[0].metadata
+    assert meta["outcome"].value == "rejected"
+    assert meta["failed_gates"].value == "evaluation_checks"
+    assert "challenger:evaluation_sane" in meta["gates"].value
+    assert registry.get_alias_version(MODEL, "champion") == "1"
+
+
+def test_promotion_asset_without_evidence_fails_clearly(dagster_env: dict) -> None:
+    from assets.promotion import promotion as promotion_asset
+
+    @dg.asset(name="ab_comparison")
+    def ab_without_evidence() -> dg.MaterializeResult:
+        return dg.MaterializeResult(metadata={"n": 3})
+
+    result = dg.materialize([ab_without_evidence, promotion_asset], raise_on_error=False,
+                            **dagster_env)
+    assert not result.success
+    (failure,) = [e for e in result.all_events if e.is_step_failure]
+    assert "has no 'evidence_path'" in failure.step_failure_data.error.message
+    assert registry.get_alias_version(MODEL, "champion") == "1"
