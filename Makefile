@@ -15,7 +15,7 @@ export DO_NOT_TRACK := 1
 export TOKENIZERS_PARALLELISM := false
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: install tesseract chromium demo ui test lint bench lock clean
+.PHONY: install tesseract chromium demo serve ui test lint bench lock clean
 
 install: $(STAMP)
 
@@ -49,6 +49,9 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 
 demo: install tesseract $(DAGSTER_HOME)/dagster.yaml  ## ingest the sample inbox, run the lifecycle job
 	$(BIN)/llmops demo
+
+serve: install  ## OpenAI-compatible RAG endpoint on the champion (LLMOPS_API_KEYS / LLMOPS_JWT_SECRET)
+	$(BIN)/llmops serve
 
 ui: install $(DAGSTER_HOME)/dagster.yaml  ## Dagster UI + daemon on the same instance as `make demo`
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000

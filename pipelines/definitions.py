@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets import checks, dataset, ingestion, structuring, training
+from assets import checks, dataset, deployment, ingestion, structuring, training
 from pipelines.jobs import ingest_job, lifecycle_job
 from pipelines.settings import resource_config
 from resources.documents import DocumentStoreResource
@@ -16,6 +16,7 @@ from resources.ingestion import IngestionResource
 from resources.knowledge import EmbedderResource, StructuringResource, VectorStoreResource
 from resources.llm import DatasetBuilderResource, LLMEndpointResource
 from resources.mlflow import MLflowResource
+from resources.serving import ServingResource
 from resources.storage import ParquetIOManager
 from resources.trainer import TrainerResource
 from sensors.inbox import inbox_sensor
@@ -31,6 +32,7 @@ RESOURCE_TYPES: dict[str, type[dg.ConfigurableResource] | type[dg.ConfigurableIO
     "llm": LLMEndpointResource,
     "mlflow": MLflowResource,
     "trainer": TrainerResource,
+    "serving": ServingResource,
 }
 
 
@@ -45,7 +47,7 @@ def build_resources(env: str | None = None) -> dict[str, object]:
 
 
 defs = dg.Definitions(
-    assets=dg.load_assets_from_modules([ingestion, structuring, dataset, training]),
+    assets=dg.load_assets_from_modules([ingestion, structuring, dataset, training, deployment]),
     asset_checks=dg.load_asset_checks_from_modules([checks]),
     jobs=[ingest_job, lifecycle_job],
     sensors=[inbox_sensor],
