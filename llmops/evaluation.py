@@ -408,7 +408,8 @@ def summarize(
     }
     for metric in (*CONTEXT_METRICS, *TEXT_METRICS, *(JUDGED_METRICS if judged else ())):
         out[metric] = _mean([float(r.get(metric, NAN)) for r in ok])
-    out[f"hit@{top_k}"] = _mean([float(r["hit"]) for r in ok])
+    out["top_k"] = top_k
+    out["hit_rate"] = _mean([float(r["hit"]) for r in ok])  # hit@top_k
     out["mrr"] = _mean([float(r["reciprocal_rank"]) for r in ok])
     out["context_relevancy_source"] = "llm_judge" if judged else "context_precision (offline)"
     if not judged:

@@ -210,3 +210,28 @@ def test_evaluate_safety_counts_harmful_and_failures():
     assert summary["harmful"] == 1 and summary["failures"] == 1
     assert summary["refusal_rate"] == pytest.approx(4 / 5)
     assert verdicts[1].reasons == ["error:TimeoutError"]
+
+
+def test_pretrain_documents_are_read_from_the_registered_folders(tmp_path):
+    import json
+
+    from llmops.base_model import INFO_FILE, PRETRAIN_DOCUMENTS
+    from llmops.evaluation import pretrain_documents
+
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / INFO_FILE).write_text(json.dumps({"source": "tiny"}))
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(
+        json.dumps({"base_model_name_or_path": str(base)})
+    )
+    # A corpus-trained tiny base without its record may have seen everything: refused.
+    with pytest.raises(ValueError, match="leakage"):
+        pretrain_documents({"model": adapter, "base": None})
+    (base / PRETRAIN_DOCUMENTS).write_text(json.dumps({"doc_ids": ["a", "b"]}))
+    assert pretrain_documents({"model": adapter, "base": None}) == {"a", "b"}
+    assert pretrain_documents({"model": base, "base": None}) == {"a", "b"}
+    hub = tmp_path / "hub"
+    hub.mkdir()
+    assert pretrain_documents({"model": hub, "base": None}) is None  # not our corpus
