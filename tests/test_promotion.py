@@ -55,7 +55,7 @@ def test_bundled_policy_loads() -> None:
         (lambda d: d.update(min_samples="many"), "min_samples must be int"),
         (lambda d: d.update(min_samples=True), "min_samples must be int"),
         (lambda d: d.update(guards={"metric": "x"}), "guards must be list"),
-        (lambda d: d["guards"].append({"higher_is_better": True}), "guards[3]"),
+        (lambda d: d["guards"].insert(0, {"higher_is_better": True}), "guards[0].metric"),
         (lambda d: d["guards"].append(dict(d["guards"][0])), "guards list a metric twice"),
         (lambda d: d.update(latency={"p95_budget_ms": 0}), "latency.p95_budget_ms must be > 0"),
         (lambda d: d.update(safety={"max_harmful": -1}), "safety.max_harmful must be >= 0"),
