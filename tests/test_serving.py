@@ -155,6 +155,22 @@ def test_token_bucket_refills_at_rate() -> None:
     assert TokenBucket.retry_after(0.2) == "1"
 
 
+def test_cli_new_key_and_hash_key() -> None:
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    made = CliRunner().invoke(app, ["serve", "--new-key", "bob:admin"])
+    assert made.exit_code == 0, made.output
+    entry = made.stdout.strip()
+    key = made.stderr.split(": ")[-1].strip()
+    assert parse_entries(entry, "stdout") == {hash_key(key): ("bob", "admin")}
+    hashed = CliRunner().invoke(app, ["serve", "--hash-key"], input=key + "\n")
+    assert hashed.exit_code == 0 and hashed.stdout.strip() == hash_key(key)
+    bad = CliRunner().invoke(app, ["serve", "--new-key", "bob:owner"])
+    assert bad.exit_code == 1 and "owner" in bad.stderr
+
+
 # --------------------------------------------------------------------------- auth, validation
 
 
@@ -283,7 +299,7 @@ def test_streaming_matches_the_non_streamed_answer(live: Live) -> None:
     assert all(e["object"] == "chat.completion.chunk" for e in chunks)
     assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
     text = "".join(e["choices"][0]["delta"].get("content") or "" for e in chunks if e["choices"])
-    assert text.strip() == plain["choices"][0]["message"]["content"]
+    assert text == plain["choices"][0]["message"]["content"]
     final = [e for e in chunks if e["choices"] and e["choices"][0]["finish_reason"]][-1]
     assert final["citations"] and final["model_version"] == plain["model_version"]
     assert final["request_id"] == headers["X-Request-Id"]
@@ -309,7 +325,7 @@ def test_openai_client_streaming_and_not(live: Live) -> None:
             parts.append(chunk.choices[0].delta.content)
         if chunk.model_extra.get("citations"):
             extras.append(chunk.model_extra)
-    assert "".join(parts).strip() == resp.choices[0].message.content
+    assert "".join(parts) == resp.choices[0].message.content
     assert extras and extras[-1]["request_id"].startswith("req-")
     with pytest.raises(Exception) as err:  # the openai client raises on 401 as usual
         OpenAI(base_url=live.url + "/v1", api_key="nope", max_retries=0).models.list()
@@ -419,6 +435,11 @@ def test_request_log_and_trace(live: Live) -> None:
     assert rec["cost"] == body["cost"] and rec["latency_s"] > rec["retrieval_s"] > 0
     assert len(list(read_requests(live.log_path))) > 5
 
+    # the deployment asset records what the live endpoint serves, in the Dagster instance
+    deployed = _materialize_deployment(live)
+    assert deployed["in_sync"] and deployed["model_version"] == body["model_version"]
+    assert deployed["lancedb_version"] == live.store_version
+
     result = CliRunner().invoke(app, ["trace", rid, "--json", "--log", str(live.log_path)])
     assert result.exit_code == 0, result.output
     chain = json.loads(result.stdout)
@@ -429,7 +450,33 @@ def test_request_log_and_trace(live: Live) -> None:
     assert chain["lancedb"]["version"] == live.store_version
     assert {d["doc_name"] for d in chain["documents"]} == {c["doc_name"] for c in body["citations"]}
     assert all(d["pages"] for d in chain["documents"])
+    dep = [r for r in chain["dagster_runs"] if r["asset"] == "deployment"]
+    assert dep and dep[0]["matched"] and dep[0]["status"] == "SUCCESS"
     human = CliRunner().invoke(app, ["trace", rid, "--log", str(live.log_path)])
     assert human.exit_code == 0 and "-> lancedb" in human.stdout and "-> document" in human.stdout
     missing = CliRunner().invoke(app, ["trace", "req-nope", "--log", str(live.log_path)])
     assert missing.exit_code == 1
+
+
+def _materialize_deployment(live: Live) -> dict[str, Any]:
+    import dagster as dg
+    import mlflow
+
+    from assets.deployment import deployment
+    from resources.knowledge import VectorStoreResource
+    from resources.mlflow import MLflowResource
+    from resources.serving import ServingResource
+
+    with dg.DagsterInstance.get() as instance:
+        result = dg.materialize(
+            [deployment], instance=instance,
+            resources={
+                "mlflow": MLflowResource(tracking_uri=mlflow.get_tracking_uri(),
+                                         registered_model=MODEL),
+                "vector_store": VectorStoreResource(uri=str(live.cfg.lancedb_uri)),
+                "serving": ServingResource(public_url=live.url),
+            },
+        )
+    assert result.success
+    meta = result.asset_materializations_for_node("deployment")[0].metadata
+    return {k: getattr(v, "value", v) for k, v in meta.items()}

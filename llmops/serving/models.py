@@ -143,11 +143,20 @@ def stream_local(generator: Any, prompt: str, max_new_tokens: int) -> Iterator[s
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
-    first = True
+    # the non-streamed answer is stripped: drop leading whitespace, hold trailing whitespace
+    # back until more text follows, so the concatenated stream is the same string
+    started, pending = False, ""
     for piece in streamer:
-        if piece:
-            yield piece.lstrip() if first else piece
-            first = False
+        if not started:
+            piece = piece.lstrip()
+            if not piece:
+                continue
+            started = True
+        text = pending + piece
+        body = text.rstrip()
+        pending = text[len(body):]
+        if body:
+            yield body
     thread.join()
     yield {"tokens_in": len(ids), "tokens_out": result.get("tokens_out", 0),
            "error": result.get("error")}
