@@ -473,3 +473,46 @@ def test_promotion_asset_without_evidence_fails_clearly(dagster_env: dict) -> No
     (failure,) = [e for e in result.all_events if e.is_step_failure]
     assert "has no 'evidence_path'" in failure.step_failure_data.error.message
     assert registry.get_alias_version(MODEL, "champion") == "1"
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def test_cli_models_and_rollback(store: Path, tmp_path: Path,
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """`llmops models --json` shows the three aliases and the last decision; `llmops rollback`."""
+    import mlflow
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    name = "llmops-assistant"  # configs/local.yaml's registered model
+    monkeypatch.setenv("LLMOPS_DATA_DIR", str(tmp_path / "data"))
+    client = mlflow.MlflowClient()
+    client.create_registered_model(name)
+    for i in (1, 2):
+        client.create_model_version(name, (tmp_path / f"model-{i}").as_uri(),
+                                    tags={"llmops.kind": "lora", "metric.score": str(i / 10)})
+    registry.set_alias(name, "champion", 1)
+    registry.set_alias(name, "challenger", 2)
+    runner = CliRunner()
+
+    failed = runner.invoke(app, ["rollback"])
+    assert failed.exit_code == 1 and "nothing to roll back to" in failed.output
+
+    ev = good_evidence()
+    ev.model_name = name
+    promotion.decide_and_apply(promotion.load_policy(), ev)
+    shown = runner.invoke(app, ["models", "--json"])
+    assert shown.exit_code == 0, shown.output
+    payload = json.loads(shown.stdout)
+    assert payload["champion"]["version"] == "2" and payload["previous_champion"]["version"] == "1"
+    assert payload["champion"]["metrics"] == {"score": 0.2}
+    assert payload["last_decision"]["outcome"] == "promoted"
+    human = runner.invoke(app, ["models"]).stdout
+    assert "previous_champion  v1" in human and "promoted v2 vs v1" in human
+
+    rolled = runner.invoke(app, ["rollback", "--reason", "cli test", "--json"])
+    assert rolled.exit_code == 0, rolled.output
+    assert json.loads(rolled.stdout)["after"]["champion"] == "1"
+    assert registry.get_alias_version(name, "champion") == "1"
