@@ -9,7 +9,8 @@ from __future__ import annotations
 import dagster as dg
 
 from assets import checks, dataset, deployment, ingestion, structuring, training
-from pipelines.jobs import ingest_job, lifecycle_job
+from assets import promotion as promotion_assets
+from pipelines.jobs import ingest_job, lifecycle_job, rollback_job
 from pipelines.settings import resource_config
 from resources.documents import DocumentStoreResource
 from resources.ingestion import IngestionResource
@@ -47,9 +48,10 @@ def build_resources(env: str | None = None) -> dict[str, object]:
 
 
 defs = dg.Definitions(
-    assets=dg.load_assets_from_modules([ingestion, structuring, dataset, training, deployment]),
+    assets=dg.load_assets_from_modules([ingestion, structuring, dataset, training, deployment,
+                                        promotion_assets]),
     asset_checks=dg.load_asset_checks_from_modules([checks]),
-    jobs=[ingest_job, lifecycle_job],
+    jobs=[ingest_job, lifecycle_job, rollback_job],
     sensors=[inbox_sensor],
     resources=build_resources(),
 )
