@@ -1,6 +1,7 @@
 """Fine-tuning: a base model and a LoRA challenger trained out of process, tracked in MLflow."""
 
 import json
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -21,12 +22,21 @@ def upstream_metadata(context: dg.AssetExecutionContext, asset: dg.AssetsDefinit
     return {k: v.value for k, v in event.asset_materialization.metadata.items()}
 
 
+def _held_out_documents(context: dg.AssetExecutionContext) -> set[str]:
+    """Document ids of the instruction dataset's validation and test splits."""
+    from datasets import load_from_disk
+
+    dataset = upstream_metadata(context, instruction_dataset)
+    dsd = load_from_disk(str(dataset["path"]))
+    return {d for split in ("validation", "test") if split in dsd for d in dsd[split]["doc_id"]}
+
+
 @dg.asset(
-    deps=[chunk_embeddings],
+    deps=[chunk_embeddings, instruction_dataset],
     group_name="fine_tuning",
     kinds={"transformers", "mlflow"},
     pool="training",
-    code_version="1",
+    code_version="2",
 )
 def base_model(
     context: dg.AssetExecutionContext,
@@ -34,11 +44,22 @@ def base_model(
     vector_store: VectorStoreResource,
     mlflow: MLflowResource,
 ) -> dg.MaterializeResult:
-    """The model to fine-tune: a hub id, a local folder, or a tiny model built on the corpus."""
-    from llmops.base_model import BaseModelConfig, resolve_base_model
+    """The model to fine-tune: a hub id, a local folder, or a tiny model built on the corpus.
+
+    No leakage: the tiny model is pre-trained on the corpus minus the documents of the
+    instruction dataset's validation and test splits. Pre-trained on every chunk, it memorises
+    the evaluation documents and any A/B "win" is partly recall of text it has seen. The ids of
+    the documents it did see go to ``pretrain_documents.json`` inside the model folder, so they
+    travel with every registered version built on it and ``evaluation`` can assert that the
+    documents it scores are not among them.
+    """
+    from llmops.base_model import PRETRAIN_DOCUMENTS, BaseModelConfig, resolve_base_model
     from llmops.registry import register_base_as_champion
 
-    texts = vector_store.open().rows(columns=["text"]).column("text").to_pylist()
+    held_out = _held_out_documents(context)
+    table = vector_store.open().rows(columns=["doc_id", "text"])
+    rows = [r for r in table.to_pylist() if r["doc_id"] not in held_out]
+    texts = [r["text"] for r in rows]
     cfg = BaseModelConfig(
         source=trainer.base_model,
         vocab_size=trainer.tiny_vocab_size,
@@ -46,6 +67,11 @@ def base_model(
         seed=trainer.seed,
     )
     info = resolve_base_model(cfg, texts=texts, out_root=str(data_root() / "models" / "base"))
+    if cfg.source == "tiny":
+        seen = sorted({r["doc_id"] for r in rows})
+        (Path(info.path) / PRETRAIN_DOCUMENTS).write_text(
+            json.dumps({"doc_ids": seen, "held_out": sorted(held_out)}, indent=1)
+        )
     champion = register_base_as_champion(
         info,
         model_name=mlflow.registered_model,
@@ -65,6 +91,8 @@ def base_model(
             "pretrain_loss_start": info.pretrain_loss_start,
             "pretrain_loss_end": info.pretrain_loss_end,
             "registered_champion": champion or "existing champion kept",
+            "held_out_documents": len(held_out),
+            "pretrain_texts": len(texts),
         },
         data_version=dg.DataVersion(info.version),
     )

@@ -19,6 +19,9 @@ from pathlib import Path
 from typing import Any
 
 INFO_FILE = "llmops_base_model.json"
+# Document ids a corpus-trained base model saw (written by the base_model asset; the
+# evaluation's leakage check reads it from every registered version built on that base).
+PRETRAIN_DOCUMENTS = "pretrain_documents.json"
 SPECIAL_TOKENS = {
     "pad_token": "<pad>", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"
 }

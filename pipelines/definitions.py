@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets import checks, dataset, deployment, ingestion, structuring, training
+from assets import checks, comparison, dataset, deployment, ingestion, structuring, training
+from assets import evaluation as evaluation_assets
 from assets import promotion as promotion_assets
 from pipelines.jobs import ingest_job, lifecycle_job, rollback_job
 from pipelines.settings import resource_config
 from resources.documents import DocumentStoreResource
+from resources.evaluation import EvaluationResource
 from resources.ingestion import IngestionResource
 from resources.knowledge import EmbedderResource, StructuringResource, VectorStoreResource
 from resources.llm import DatasetBuilderResource, LLMEndpointResource
@@ -33,6 +35,7 @@ RESOURCE_TYPES: dict[str, type[dg.ConfigurableResource] | type[dg.ConfigurableIO
     "llm": LLMEndpointResource,
     "mlflow": MLflowResource,
     "trainer": TrainerResource,
+    "evaluation": EvaluationResource,
     "serving": ServingResource,
 }
 
@@ -49,7 +52,7 @@ def build_resources(env: str | None = None) -> dict[str, object]:
 
 defs = dg.Definitions(
     assets=dg.load_assets_from_modules([ingestion, structuring, dataset, training, deployment,
-                                        promotion_assets]),
+                                        evaluation_assets, comparison, promotion_assets]),
     asset_checks=dg.load_asset_checks_from_modules([checks]),
     jobs=[ingest_job, lifecycle_job, rollback_job],
     sensors=[inbox_sensor],
