@@ -31,16 +31,18 @@ def _latest_metadata(context: dg.AssetExecutionContext, key: dg.AssetKey) -> dic
     return {k: v.value for k, v in event.asset_materialization.metadata.items()}
 
 
-def failed_evaluation_checks(instance: dg.DagsterInstance, names: list[str]) -> list[str]:
+def failed_evaluation_checks(instance: dg.DagsterInstance, names: list[str],
+                             partitions: set[str] | None = None) -> list[str]:
     """``name[partition]`` of every evaluation check whose latest execution (per partition,
-    i.e. per candidate) did not pass; a planned-but-never-finished check counts as failed."""
+    i.e. per candidate; only ``partitions`` when given) did not pass; a planned-but-never-
+    finished check counts as failed."""
     failed = []
     for name in names:
         key = dg.AssetCheckKey(EVALUATION, name)
         records = instance.event_log_storage.get_asset_check_execution_history(key, limit=50)
         seen: set[str | None] = set()
         for record in records:  # newest first
-            if record.partition in seen:
+            if record.partition in seen or (partitions and record.partition not in partitions):
                 continue
             seen.add(record.partition)
             evaluation = record.event.asset_check_evaluation if record.event else None
@@ -75,7 +77,8 @@ def promotion(
             "(llmops.promotion.Evidence as JSON) for the promotion"
         )
     evidence = promo.load_evidence(meta[EVIDENCE_KEY])
-    failed = failed_evaluation_checks(context.instance, list(config.evaluation_checks))
+    compared = {str(meta[k]) for k in ("baseline", "candidate") if meta.get(k)} or None
+    failed = failed_evaluation_checks(context.instance, list(config.evaluation_checks), compared)
     if failed:  # the instance knows better than the evidence file: never promote past a failure
         evidence.challenger.checks_passed = False
         evidence.challenger.failed_checks = sorted(set(evidence.challenger.failed_checks) |
