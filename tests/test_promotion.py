@@ -488,6 +488,9 @@ def test_cli_models_and_rollback(store: Path, tmp_path: Path,
 
     name = "llmops-assistant"  # configs/local.yaml's registered model
     monkeypatch.setenv("LLMOPS_DATA_DIR", str(tmp_path / "data"))
+    # created the way the pipeline does (artifacts next to the db), before the CLI's
+    # MLflowResource.activate() could create it with a ./mlruns artifact location
+    registry.configure(mlflow.get_tracking_uri(), experiment="llmops")
     client = mlflow.MlflowClient()
     client.create_registered_model(name)
     for i in (1, 2):
