@@ -45,14 +45,19 @@ def partition_metadata(instance: dg.DagsterInstance, partition: str) -> dict[str
     ).records
     if not records or records[0].asset_materialization is None:
         raise dg.Failure(f"ab_comparison: evaluation[{partition}] has never been materialized")
-    return {k: v.value for k, v in records[0].asset_materialization.metadata.items()}
+    meta = {k: v.value for k, v in records[0].asset_materialization.metadata.items()}
+    return {**meta, "_dagster_run_id": records[0].run_id}
 
 
-def check_passed(instance: dg.DagsterInstance, partition: str) -> bool | None:
-    """The latest ``evaluation_sane`` result of one candidate partition (None: never ran)."""
+def check_passed(instance: dg.DagsterInstance, run_id: str) -> bool | None:
+    """``evaluation_sane`` of the run that materialized a partition (None: it did not run).
+
+    Matched by run id: the check is emitted with the materialization, and its record carries
+    no partition key.
+    """
     key = dg.AssetCheckKey(evaluation.key, SANE_CHECK)
-    for record in instance.event_log_storage.get_asset_check_execution_history(key, limit=50):
-        if record.partition != partition:
+    for record in instance.event_log_storage.get_asset_check_execution_history(key, limit=200):
+        if record.run_id != run_id:
             continue
         result = record.event.asset_check_evaluation if record.event else None
         return record.status.value == "SUCCEEDED" and (result is None or bool(result.passed))
@@ -123,10 +128,10 @@ def ab_comparison(
         if plot_path and Path(plot_path).is_file():
             mlf.log_artifact(str(plot_path), "ab")
         mlf.log_text(md, "ab/report.md")
-        mlf.log_dict(judge, "ab/judges.json")
+        mlf.log_dict(judge or {"verdict": None}, "ab/judges.json")
 
     def cand(meta: dict[str, Any], partition: str) -> CandidateEvidence:
-        passed = check_passed(context.instance, partition)
+        passed = check_passed(context.instance, meta["_dagster_run_id"])
         return CandidateEvidence(
             version=str(meta["model_version"]),
             dataset_version=str(meta["dataset_version"]),
@@ -145,8 +150,9 @@ def ab_comparison(
         challenger=cand(meta_b, b_name),
         comparisons=[_metric_comparison(r) for r in results],
         n_paired=len(paired_ids),
-        judge=JudgeEvidence(verdict=judge["verdict"], agreement=judge.get("agreement"),
-                            n_judged=judge.get("n_judged", 0), n_failed=judge.get("n_failed", 0)),
+        judge=None if judge is None else JudgeEvidence(
+            verdict=judge["verdict"], agreement=judge.get("agreement"),
+            n_judged=judge.get("n_judged", 0), n_failed=judge.get("n_failed", 0)),
         ab_run_id=run.info.run_id,
         alpha=alpha,
     )
@@ -165,10 +171,10 @@ def ab_comparison(
             "evidence_path": dg.MetadataValue.path(str(evidence_path)),
             "plot_path": dg.MetadataValue.path(str(plot_path)),
             "report": dg.MetadataValue.md(md),
-            "judge_consensus": judge["verdict"],
-            "judge_agreement": judge.get("agreement"),
-            "judge_failures": judge.get("n_failed", 0),
-            "judges": dg.MetadataValue.json(judge),
+            "judge_consensus": judge["verdict"] if judge else "unavailable (no llmops.judges)",
+            "judge_agreement": judge.get("agreement") if judge else None,
+            "judge_failures": judge.get("n_failed", 0) if judge else 0,
+            "judges": dg.MetadataValue.json(judge or {}),
             "mlflow_run_id": run.info.run_id,
         }
     )
@@ -203,9 +209,17 @@ def _paired(ok_a: Any, ok_b: Any, metrics: list[str], alpha: float) -> dict[str,
     }
 
 
-def _judges(ok_a: Any, ok_b: Any, ids: list[str], res: EvaluationResource) -> dict[str, Any]:
-    """Pairwise judge panel (answer order swapped) over the paired samples."""
-    from llmops import judges
+def _judges(ok_a: Any, ok_b: Any, ids: list[str], res: EvaluationResource
+            ) -> dict[str, Any] | None:
+    """Pairwise judge panel (answer order swapped) over the paired samples.
+
+    None when ``llmops.judges`` is not installed: the evidence then has no judge verdict,
+    which the promotion policy treats as a failed gate when judges are required.
+    """
+    try:
+        from llmops import judges
+    except ImportError:
+        return None
 
     a = ok_a.set_index("sample_id")
     b = ok_b.set_index("sample_id")
