@@ -158,7 +158,6 @@ def test_evaluation_scores_both_candidates_without_leakage(setup, evaluated):
 
 def test_ab_comparison_pairs_the_evaluated_versions(setup, evaluated):
     pytest.importorskip("llmops.stats", reason="llmops.stats (the stats helper) not merged yet")
-    pytest.importorskip("llmops.judges", reason="llmops.judges not merged yet")
     from assets.comparison import ab_comparison
     from llmops.promotion import load_evidence
 
@@ -174,7 +173,12 @@ def test_ab_comparison_pairs_the_evaluated_versions(setup, evaluated):
     assert evidence.n_paired == 16 and evidence.champion.version == "1"
     assert evidence.champion.checks_passed and evidence.challenger.checks_passed
     assert {c.metric for c in evidence.comparisons} >= {"rouge", "hit", "exact_match"}
-    assert evidence.judge is not None
-    assert evidence.judge.verdict in {"challenger", "champion", "tie"}
+    try:
+        import llmops.judges  # noqa: F401
+    except ImportError:  # no panel: no verdict, which a policy requiring judges rejects
+        assert evidence.judge is None and meta["judge_consensus"].startswith("unavailable")
+    else:
+        assert evidence.judge is not None
+        assert evidence.judge.verdict in {"challenger", "champion", "tie"}
     assert Path(meta["plot_path"]).is_file()
     assert "rouge" in meta["report"]
