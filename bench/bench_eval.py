@@ -50,7 +50,9 @@ def main() -> int:
     from llmops.rag import LocalGenerator
     from tests.training_data import corpus_texts
 
-    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    # One thread: on a shared 2-core machine extra intra-op threads spin and thrash, which
+    # swamps the comparison; both modes run under the same setting.
+    torch.set_num_threads(1)
     work = Path(tempfile.gettempdir()) / "llmops-bench-eval"
     info = resolve_base_model(BaseModelConfig(pretrain_steps=20), texts=corpus_texts(),
                               out_root=work / "bases")
