@@ -42,7 +42,9 @@ def failed_evaluation_checks(instance: dg.DagsterInstance, names: list[str],
         records = instance.event_log_storage.get_asset_check_execution_history(key, limit=50)
         seen: set[str | None] = set()
         for record in records:  # newest first
-            if record.partition in seen or (partitions and record.partition not in partitions):
+            if record.partition in seen or (
+                partitions and record.partition is not None and record.partition not in partitions
+            ):  # check records may carry no partition: then the latest one counts
                 continue
             seen.add(record.partition)
             evaluation = record.event.asset_check_evaluation if record.event else None
