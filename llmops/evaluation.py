@@ -13,7 +13,8 @@ hash, so two candidates are paired on exactly the same samples):
   asked with short rubric prompts through the same generator interface (ragas' LLM metrics need
   a LangChain/instructor LLM object; one OpenAI-compatible call per metric is simpler to run
   behind our timeout/retry/fallback and gives the same 0..1 scale).
-- ``latency_s``, ``tokens_in``, ``tokens_out``, ``cost``.
+- ``latency_s`` (the batch's wall time), ``request_latency_s`` (one request on its own, for
+  the first ``latency_probe`` samples), ``tokens_in``, ``tokens_out``, ``cost``.
 
 ``context_relevancy`` is the business target (>= 0.90). Without a judge it is the offline proxy
 ``context_precision`` (how much of what was retrieved matches the reference context), and
@@ -74,6 +75,10 @@ class EvalConfig:
     price_in_per_1k: float = 0.0  # currency per 1,000 prompt tokens
     price_out_per_1k: float = 0.0  # currency per 1,000 generated tokens
     max_samples: int | None = None  # None: the whole test split
+    # Batched generation makes every request wait for its whole batch, so the per-request
+    # latency the P95 target speaks of is measured on this many samples answered one at a
+    # time (retrieval + generation), as the serving endpoint answers them.
+    latency_probe: int = 16
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -346,6 +351,9 @@ def evaluate_candidate(
     except Exception as exc:  # e.g. a prompt the model cannot take: every sample records it
         gens = [Generation("", 0, 0, 0.0, f"{type(exc).__name__}: {exc}") for _ in todo]
 
+    for i in todo[: max(0, cfg.latency_probe)]:
+        rows[i]["request_latency_s"] = _request_latency(generator, retrieve_fn, rows[i], cfg)
+
     judge_items: list[tuple[int, dict[str, str]]] = []
     for i, gen in zip(todo, gens, strict=True):
         row, sample = rows[i], samples[i]
@@ -388,6 +396,21 @@ def evaluate_candidate(
     return rows
 
 
+def _request_latency(
+    generator: Any, retrieve_fn: Callable[[Sequence[str]], Any], row: Mapping[str, Any],
+    cfg: EvalConfig,
+) -> float:
+    """Wall time of one request on its own: retrieval, prompt and generation (NaN on error)."""
+    t0 = time.perf_counter()
+    try:
+        cits = retrieve_fn([row["question"]])[0]
+        prompt = build_prompt(row["question"], cits, cfg.max_context_chars)
+        gen = generator.generate([prompt], max_new_tokens=cfg.max_new_tokens, batch_size=1)[0]
+    except Exception:
+        return NAN
+    return NAN if gen.error else time.perf_counter() - t0
+
+
 def summarize(
     rows: Sequence[Mapping[str, Any]],
     *,
@@ -399,7 +422,9 @@ def summarize(
 ) -> dict[str, Any]:
     """Aggregates of the scored rows, the targets beside them, and what is missing."""
     ok = [r for r in rows if not r.get("error")]
-    lat = [float(r["latency_s"]) for r in ok if not math.isnan(float(r["latency_s"]))]
+    probed = [float(r["request_latency_s"]) for r in ok if "request_latency_s" in r]
+    probed = [v for v in probed if not math.isnan(v)]
+    lat = probed or [float(r["latency_s"]) for r in ok if not math.isnan(float(r["latency_s"]))]
     out: dict[str, Any] = {
         "n": len(rows),
         "n_scored": len(ok),
@@ -416,6 +441,9 @@ def summarize(
         out["context_relevancy"] = out["context_precision"]
     out["latency_p50_ms"] = _percentile(lat, 50) * 1000
     out["latency_p95_ms"] = _percentile(lat, 95) * 1000
+    out["latency_source"] = (
+        f"{len(probed)} requests answered one at a time" if probed else "batched wall time"
+    )
     out["tokens_in"] = int(sum(int(r.get("tokens_in") or 0) for r in rows))
     out["tokens_out"] = int(sum(int(r.get("tokens_out") or 0) for r in rows))
     out["cost_total"] = sum(float(r["cost"]) for r in rows if not math.isnan(float(r["cost"])))

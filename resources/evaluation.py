@@ -61,6 +61,7 @@ class EvaluationResource(dg.ConfigurableResource):
     batch_size: int = 8
     max_context_chars: int = 2000
     max_samples: int | None = None  # None: the whole test split
+    latency_probe: int = 16  # samples also answered one at a time for per-request P50/P95
     price_in_per_1k: float = 0.0  # currency per 1,000 prompt tokens
     price_out_per_1k: float = 0.0  # currency per 1,000 generated tokens
     candidates: list[CandidateConfig] = Field(default_factory=lambda: list(DEFAULT_CANDIDATES))
@@ -90,6 +91,7 @@ class EvaluationResource(dg.ConfigurableResource):
             price_in_per_1k=self.price_in_per_1k,
             price_out_per_1k=self.price_out_per_1k,
             max_samples=self.max_samples,
+            latency_probe=self.latency_probe,
         )
 
     def targets(self) -> dict[str, tuple[str, float]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 import pytest
 
@@ -105,7 +106,7 @@ SAMPLES = [
 
 def test_bad_samples_are_reported_not_fatal(scorer):
     gen = FakeGenerator({"reservoirs": RIGHT, "tariffs": WRONG})
-    cfg = EvalConfig(price_in_per_1k=1.0, price_out_per_1k=2.0)
+    cfg = EvalConfig(price_in_per_1k=1.0, price_out_per_1k=2.0, latency_probe=0)
     rows = evaluate_candidate(gen, SAMPLES, _retrieve, cfg, scorer=scorer)
     assert len(rows) == len(SAMPLES)
     errors = [r["error"] for r in rows]
@@ -235,3 +236,29 @@ def test_pretrain_documents_are_read_from_the_registered_folders(tmp_path):
     hub = tmp_path / "hub"
     hub.mkdir()
     assert pretrain_documents({"model": hub, "base": None}) is None  # not our corpus
+
+
+def test_p95_latency_is_per_request_not_per_batch():
+    """Batched rows wait for their whole batch; the P95 target is measured one request at a time."""
+    from llmops.evaluation import EvalConfig, evaluate_candidate, summarize
+    from llmops.rag import Generation
+
+    class SlowBatches:
+        name, version = "fake", "1"
+
+        def generate(self, prompts, max_new_tokens=64, batch_size=8):
+            wait = 0.3 if len(prompts) > 1 else 0.01  # a batch costs far more than one request
+            time.sleep(wait)
+            return [Generation("an answer", 5, 2, wait) for _ in prompts]
+
+    samples = [
+        {"instruction": f"question {i}?", "response": "an answer", "context": "an answer",
+         "chunk_id": f"c{i}", "doc_id": "d"}
+        for i in range(6)
+    ]
+    cfg = EvalConfig(batch_size=6, latency_probe=4)
+    rows = evaluate_candidate(SlowBatches(), samples, lambda qs: [[] for _ in qs], cfg)
+    summary = summarize(rows)
+    assert sum("request_latency_s" in r for r in rows) == 4
+    assert summary["latency_p95_ms"] < 200 < 300 <= min(r["latency_s"] for r in rows) * 1000
+    assert summary["latency_source"] == "4 requests answered one at a time"
