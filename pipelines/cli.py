@@ -421,5 +421,28 @@ def trace(
     _emit(chain, as_json, format_trace(chain))
 
 
+# --- A/B statistics: `llmops compare` on any two per-sample score tables
+
+
+@app.command()
+def compare(
+    table_a: Annotated[Path, typer.Argument(help="Per-sample scores of A (CSV or Parquet).")],
+    table_b: Annotated[Path, typer.Argument(help="Per-sample scores of B, paired by sample_id.")],
+    metric: Annotated[
+        list[str] | None, typer.Option("--metric", help="Metric column (repeat); default: all.")
+    ] = None,
+    alpha: Annotated[float, typer.Option("--alpha", min=1e-6, max=0.5)] = 0.05,
+    as_json: JsonFlag = False,
+) -> None:
+    """Paired statistics of B against A: bootstrap CI, Wilcoxon/McNemar, Holm, effect size."""
+    from llmops.stats import compare_tables, markdown_table
+
+    try:
+        report = compare_tables(table_a, table_b, metrics=metric or None, alpha=alpha)
+    except ValueError as err:
+        _fail(str(err))
+    _emit(report.to_dict(), as_json, markdown_table(report))
+
+
 def main() -> None:
     app()
