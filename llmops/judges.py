@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import re
 import time
 from collections import Counter
@@ -261,11 +262,22 @@ class JudgeEndpoint:
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> JudgeEndpoint:
+        """From ``{name, base_url, model, api_key}``; ``api_key_env`` names a variable instead.
+
+        Other keys (``timeout_s``, ``max_retries`` of the evaluation resource) are ignored here;
+        ``LLMJudge.from_endpoints`` turns them into the chain's settings.
+        """
         missing = [k for k in ("name", "base_url", "model") if not raw.get(k)]
         if missing:
-            raise ValueError(f"judge endpoint {dict(raw)!r}: missing {missing}")
-        return cls(str(raw["name"]), str(raw["base_url"]), str(raw["model"]),
-                   raw.get("api_key"))
+            raise ValueError(f"judge endpoint {raw.get('name', dict(raw))!r}: missing {missing}")
+        key = raw.get("api_key")
+        env = raw.get("api_key_env")
+        if not key and env:
+            key = os.environ.get(str(env))
+            if not key:
+                raise ValueError(f"judge endpoint {raw['name']!r}: environment variable "
+                                 f"{env} is not set")
+        return cls(str(raw["name"]), str(raw["base_url"]), str(raw["model"]), key)
 
 
 JUDGE_SYSTEM = (
@@ -379,6 +391,14 @@ class LLMJudge:
     @classmethod
     def from_endpoints(cls, endpoints: Iterable[Mapping[str, Any]], name: str = "llm",
                        **chain_kw: Any) -> LLMJudge:
+        """A judge over endpoint dicts; per-endpoint ``timeout_s``/``max_retries`` (as in the
+        evaluation resource's judge config) set the chain's, the largest value winning, unless
+        passed explicitly."""
+        endpoints = [dict(e) for e in endpoints]
+        for key in ("timeout_s", "max_retries"):
+            values = [e[key] for e in endpoints if e.get(key) is not None]
+            if values and key not in chain_kw:
+                chain_kw[key] = max(values)
         return cls(EndpointChain(endpoints, **chain_kw), name=name)
 
     def prompt(self, question: str, reference: str, contexts: Sequence[str],

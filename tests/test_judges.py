@@ -157,6 +157,22 @@ def test_breaker_opens_after_n_failures_and_half_opens_after_reset() -> None:
                             "reset_after_s": 10}
 
 
+def test_endpoint_config_resolves_key_env_and_chain_settings(monkeypatch) -> None:
+    cfg = {"name": "j", "base_url": "http://127.0.0.1:1/v1", "model": "m",
+           "api_key_env": "JUDGE_KEY_FOR_TEST", "timeout_s": 7.0, "max_retries": 3}
+    with pytest.raises(ValueError, match="JUDGE_KEY_FOR_TEST is not set"):
+        LLMJudge.from_endpoints([cfg])
+    monkeypatch.setenv("JUDGE_KEY_FOR_TEST", "secret")
+    judge = LLMJudge.from_endpoints([cfg])
+    assert judge.chain.endpoints[0].api_key == "secret"
+    assert (judge.chain.timeout_s, judge.chain.max_retries) == (7.0, 3)
+    with pytest.raises(ValueError, match="missing \\['model'\\]"):
+        LLMJudge.from_endpoints([{"name": "x", "base_url": "http://h"}])
+    assert [j.name for j in JudgePanel.default().judges] == ["token_f1", "grounding",
+                                                             "rouge_l_char"]
+    assert JudgePanel.default([cfg]).judges[-1].name == "llm"
+
+
 def test_chain_retries_with_backoff_then_falls_back_and_skips_open_breakers() -> None:
     sleeps: list[float] = []
     calls: list[str] = []
