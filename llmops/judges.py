@@ -315,7 +315,15 @@ def autogen_call(endpoint: JudgeEndpoint, system: str, prompt: str, timeout_s: f
         finally:
             await client.close()
 
-    return asyncio.run(run())
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(run())
+    # Called from inside an event loop (notebook, async server): run on a worker thread.
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, run()).result()
 
 
 class EndpointChain:
@@ -490,6 +498,14 @@ class PanelResult:
         return {"a": self.labels[0], "b": self.labels[1], "tie": "tie"}[self.consensus]
 
     @property
+    def sign_test_p(self) -> float | None:
+        """Two-sided exact sign test of a-wins vs b-wins (ties dropped): is the lead chance?"""
+        n, k = self.a_wins + self.b_wins, min(self.a_wins, self.b_wins)
+        if n == 0:
+            return None
+        return min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2**n)
+
+    @property
     def failed_sample_ids(self) -> list[str]:
         return sorted({f["sample_id"] for f in self.failures})
 
@@ -514,7 +530,7 @@ class PanelResult:
             "labels": {"a": self.labels[0], "b": self.labels[1]},
             "agreement": self.agreement, "n_judged": self.n_judged, "n_failed": self.n_failed,
             "a_wins": self.a_wins, "b_wins": self.b_wins, "ties": self.ties,
-            "judges": list(self.judges),
+            "sign_test_p": self.sign_test_p, "judges": list(self.judges),
             "samples": [{"sample_id": sid, "verdicts": dict(self.verdicts.get(sid, {})),
                          "consensus": self.sample_consensus.get(sid)}
                         for sid in self.verdicts],
@@ -565,6 +581,10 @@ class JudgePanel:
         consensus: dict[str, str] = {}
         failures: list[dict[str, str]] = []
         for sample in samples:
+            if sample.sample_id in verdicts:  # keep the first, report the clash
+                failures.append({"sample_id": sample.sample_id, "judge": "*",
+                                 "reason": "duplicate sample_id: this copy was not judged"})
+                continue
             per: dict[str, str] = {}
             for judge in self.judges:
                 try:

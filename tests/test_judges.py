@@ -96,6 +96,7 @@ def test_panel_consensus_and_fleiss_kappa_on_a_hand_example() -> None:
     assert res.agreement == pytest.approx(expected)
     assert res.agreement == pytest.approx(fleiss_kappa([[3, 0, 0], [2, 1, 0], [0, 3, 0],
                                                         [1, 1, 1]]))
+    assert res.sign_test_p == pytest.approx(1.0)  # 2 vs 1: nowhere near significant
     d = res.to_dict()
     assert d["n_judged"] == 4 and d["n_failed"] == 0 and d["verdict"] == "champion"
     frame = res.to_frame()
@@ -111,6 +112,21 @@ def test_panel_records_a_failing_judge_per_sample() -> None:
     assert res.failures[0]["judge"] == "flaky" and "endpoint down" in res.failures[0]["reason"]
     assert res.verdict == "challenger" and res.n_judged == 2
     assert res.to_frame().set_index("sample_id").at["s2", "errors"].startswith("flaky")
+
+
+def test_duplicate_sample_ids_are_reported_not_merged() -> None:
+    judges = [Scripted("j", {"s1": "a"})]
+    samples = [JudgeSample("s1", "s1", "ref", answer_a="A", answer_b="B")] * 2
+    res = JudgePanel(judges).run(samples)
+    assert res.n_judged == 1 and res.failed_sample_ids == ["s1"]
+    assert "duplicate" in res.failures[0]["reason"]
+
+
+def test_sign_test_on_a_clear_lead() -> None:
+    judges = [Scripted("j", {f"s{i}": "b" for i in range(8)})]
+    res = JudgePanel(judges).run([JudgeSample(f"s{i}", f"s{i}", "r", answer_a="A", answer_b="B")
+                                  for i in range(8)])
+    assert res.verdict == "challenger" and res.sign_test_p == pytest.approx(2 / 256)
 
 
 def test_fleiss_kappa_undefined_and_perfect() -> None:
@@ -277,3 +293,16 @@ def test_panel_reports_failed_samples_when_every_endpoint_fails(servers) -> None
     assert {b["state"] for b in res.breakers.values()} == {"open"}
     with pytest.raises(JudgeUnavailable, match="circuit open"):
         judge.prefer("q", "r", [], "x", "y")
+
+
+def test_llm_judge_works_when_called_from_inside_an_event_loop(servers) -> None:
+    import asyncio
+
+    fast_url, fast_req = servers["fast"]
+    judge = LLMJudge.from_endpoints([{"name": "fast", "base_url": fast_url, "model": "m"}],
+                                    timeout_s=5)
+
+    async def inside() -> str:
+        return judge.prefer("q", "r", [], "signed in 1648", "no idea")
+
+    assert asyncio.run(inside()) == "first" and len(fast_req) == 1
