@@ -347,6 +347,7 @@ class EndpointChain:
         self.breakers = {e.name: CircuitBreaker(failure_threshold, reset_after_s, clock)
                          for e in self.endpoints}
         self.last_endpoint: str | None = None
+        self.last_errors: list[str] = []  # what failed before the last successful endpoint
 
     def complete(self, system: str, prompt: str,
                  parse: Callable[[str], Any] = lambda text: text) -> Any:
@@ -369,8 +370,9 @@ class EndpointChain:
                         self.sleep(self.backoff_s * 2**attempt)
                     continue
                 breaker.record_success()
-                self.last_endpoint = ep.name
+                self.last_endpoint, self.last_errors = ep.name, errors
                 return value
+        self.last_endpoint, self.last_errors = None, errors
         raise JudgeUnavailable(errors)
 
     def breaker_states(self) -> dict[str, dict[str, Any]]:

@@ -255,7 +255,7 @@ def _serve(delay_s: float, requests: list[str]) -> tuple[ThreadingHTTPServer, st
 def servers() -> Iterator[dict[str, tuple[str, list[str]]]]:
     slow_req: list[str] = []
     fast_req: list[str] = []
-    slow, slow_url = _serve(3.0, slow_req)
+    slow, slow_url = _serve(6.0, slow_req)  # well past every timeout below
     fast, fast_url = _serve(0.0, fast_req)
     yield {"slow": (slow_url, slow_req), "fast": (fast_url, fast_req)}
     for s in (slow, fast):
@@ -269,11 +269,15 @@ def test_llm_judge_falls_back_to_second_endpoint_when_first_times_out(servers) -
     judge = LLMJudge.from_endpoints(
         [{"name": "slow", "base_url": slow_url, "model": "tiny-judge", "api_key": "k"},
          {"name": "fast", "base_url": fast_url, "model": "tiny-judge", "api_key": "k"}],
-        timeout_s=0.5, max_retries=0, failure_threshold=1, reset_after_s=600)
+        timeout_s=2.0, max_retries=0, failure_threshold=1, reset_after_s=600)
+    judge.prefer("q", "r", [], "signed in 1648", "no idea")  # first call: slow times out
+    assert judge.chain.last_endpoint == "fast"
+    assert judge.chain.last_errors == ["slow attempt 1: timeout after 2.0s"]
     res = JudgePanel([judge]).run([sample("s1", a=GOOD, b=BAD)])
     assert res.failures == []
     assert res.verdicts["s1"]["llm"] == "a"  # both orders answered by the fast server
-    assert len(slow_req) == 1 and len(fast_req) == 2  # slow breaker opened after its timeout
+    assert len(slow_req) == 1 and len(fast_req) == 3  # slow breaker opened after its timeout
+    assert judge.chain.last_endpoint == "fast"
     assert res.breakers["llm/slow"]["state"] == "open"
     assert res.breakers["llm/fast"]["state"] == "closed"
 
@@ -283,7 +287,7 @@ def test_panel_reports_failed_samples_when_every_endpoint_fails(servers) -> None
     judge = LLMJudge.from_endpoints(
         [{"name": "slow", "base_url": slow_url, "model": "tiny-judge"},
          {"name": "dead", "base_url": "http://127.0.0.1:9/v1", "model": "tiny-judge"}],
-        timeout_s=0.3, max_retries=1, backoff_s=0.0, failure_threshold=1, reset_after_s=600)
+        timeout_s=1.0, max_retries=1, backoff_s=0.0, failure_threshold=1, reset_after_s=600)
     panel = JudgePanel([TokenF1Judge(), judge])
     res = panel.judge([sample("s1"), sample("s2")])
     assert res.failed_sample_ids == ["s1", "s2"] and res.n_failed == 2
