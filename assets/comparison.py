@@ -234,6 +234,8 @@ def _judges(ok_a: Any, ok_b: Any, ids: list[str], res: EvaluationResource
         )
         for sid in ids
     ]
-    panel = judges.JudgePanel.default()
+    # Offline judges always; an AutoGen LLM judge over the configured endpoints (an ordered
+    # fallback chain with timeouts, retries and circuit breakers) when there are any.
+    panel = judges.JudgePanel.default([j.model_dump() for j in res.judges])
     result = panel.judge(samples)
     return result.to_dict() if hasattr(result, "to_dict") else dict(result)
