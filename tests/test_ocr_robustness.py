@@ -206,3 +206,14 @@ def test_keep_latin_runs_merges_by_position() -> None:
     assert merged["text"] == ["ثلاث", "Python", "واحد"]
     # low-confidence Latin look-alikes of Arabic marks are not kept
     assert ocr.keep_latin_runs(arabic, data([("Il", 40, 300, 1)]))["text"] == ["ثلاث", "واحد"]
+
+
+def test_page_record_carries_the_rotation() -> None:
+    from llmops.ingestion.records import PageRecord
+
+    page = PageRecord("d-1", 1, "text", method="ocr", rotation=270)
+    assert PageRecord.from_dict(page.to_dict()).rotation == 270
+    assert PageRecord.from_dict({**page.to_dict(), "rotation": float("nan")}).rotation == 0
+    assert PageRecord.from_dict({"doc_id": "d", "page_number": 1, "text": ""}).rotation == 0
+    with pytest.raises(ValueError, match="rotation"):
+        PageRecord("d-1", 1, "text", rotation=45)
