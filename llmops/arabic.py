@@ -33,9 +33,6 @@ _DIGITS = str.maketrans(
 )
 _ARABIC_LETTER_RE = re.compile("[\u0620-\u064a\u0671-\u06d3\ufb50-\ufdff\ufe70-\ufefc]")
 _LATIN_LETTER_RE = re.compile("[A-Za-z\u00c0-\u024f]")
-# Letters that exist only in Persian/Urdu/Kurdish etc.: their presence means "Arabic script",
-# not necessarily "Arabic language", so the script shortcut must step aside.
-_NON_ARABIC_LANG_LETTERS = set("پچژگکیۀےٹڈڑںھ")
 
 
 @dataclass(frozen=True)
@@ -238,6 +235,9 @@ DEFAULT_LANGUAGES: tuple[str, ...] = (
     "ur",
     "tr",
 )
+# Languages written in Arabic script that lingua knows: a mostly-Arabic-script text is one of
+# these, never English or French, whatever the statistics of a short sample say.
+ARABIC_SCRIPT_LANGUAGES: frozenset[str] = frozenset({"ar", "fa", "ur"})
 _detector_lock = threading.Lock()
 
 
@@ -268,16 +268,23 @@ def detect_language(
 ) -> str:
     """ISO 639-1 code of the dominant language, or "und" when too short or unclear.
 
-    Clear Arabic (mostly Arabic letters, none specific to Persian/Urdu) is answered from the
-    script alone: it is the common case for this pipeline and needs no statistical model.
+    Text that is mostly Arabic script is one of the Arabic-script languages (Arabic, Persian,
+    Urdu): the detector is restricted to those, so Persian and Urdu are recognised as such even
+    when spelled with Arabic letters, and a few Latin words on an Arabic page do not flip it.
     """
     letters = sum(1 for c in text if c.isalpha())
     if letters < min_letters:
         return "und"
     langs = tuple(sorted({code.lower() for code in languages}))
-    ratio = arabic_ratio(text)
-    if ratio >= 0.8 and "ar" in langs and not (_NON_ARABIC_LANG_LETTERS & set(text)):
-        return "ar"
+    if arabic_ratio(text) >= 0.8:
+        # Arabic script: only its languages compete. OCR output spells Persian and Urdu with
+        # Arabic yeh/kaf (the ara model has no Persian letters), so the letters alone cannot
+        # tell them apart; lingua's word statistics can ("در", "می", "است", "کے", "ہے").
+        script = tuple(code for code in langs if code in ARABIC_SCRIPT_LANGUAGES)
+        if script == ("ar",) or (not script and "ar" in langs):
+            return "ar"
+        if script:
+            langs = script
     sample = text if len(text) <= 4000 else text[:4000]
     detector = _detector(langs)
     values = detector.compute_language_confidence_values(sample)

@@ -138,3 +138,25 @@ def test_detect_language() -> None:
     assert detect_language("ok") == "und"
     assert detect_language("12 34 56 78 90 !!") == "und"
     assert detect_language("") == "und"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("این گزارش سالانه سازمان آب است و مصرف آب در شهر افزایش یافت", "fa"),
+        # Persian as the Arabic OCR model spells it (Arabic yeh and kaf, no Persian letters)
+        ("در اين شهر مردم زندگي مي كنند و آب مصرف مي كنند", "fa"),
+        ("کمیٹی نے طویل بحث کے بعد سالانہ بجٹ کی منظوری دی", "ur"),
+        ("قال الكاتب في كتابه إن الكلام يكون على وجوه", "ar"),
+        # an Arabic page with English product names stays Arabic
+        ("ارتفع استهلاك المياه في المدينة Microsoft كثيرا وقالت الهيئة إن نظام Dagster يعمل", "ar"),
+    ],
+)
+def test_arabic_script_languages(text: str, expected: str) -> None:
+    assert detect_language(text) == expected
+
+
+def test_arabic_script_restricted_to_configured_languages() -> None:
+    persian = "این گزارش سالانه سازمان آب است و مصرف آب در شهر افزایش یافت"
+    assert detect_language(persian, ("en", "ar")) == "ar"  # Persian not configured: the script
+    assert detect_language(persian, ("en", "fa")) == "fa"

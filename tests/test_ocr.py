@@ -181,8 +181,9 @@ def test_other_tesseract_errors_are_not_timeouts(monkeypatch: pytest.MonkeyPatch
         raise RuntimeError("something else")
 
     monkeypatch.setattr(pytesseract, "image_to_data", broken)
-    with pytest.raises(RuntimeError, match="something else"):
+    with pytest.raises(ocr.OcrError, match="something else") as err:
         ocr._run_tesseract(_page(), "eng", 3, OcrConfig())
+    assert err.value.code == "ocr_failed"
 
 
 # --------------------------------------------------------------------------- real Arabic print

@@ -23,7 +23,6 @@ _IMAGE_MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"\xff\xd8\xff", "image/jpeg"),
     (b"II*\x00", "image/tiff"),
     (b"MM\x00*", "image/tiff"),
-    (b"BM", "image/bmp"),
     (b"GIF87a", "image/gif"),
     (b"GIF89a", "image/gif"),
 )
@@ -35,12 +34,44 @@ _OTHER_MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"Rar!", "a RAR archive"),
     (b"{\\rtf", "an RTF document"),
     (b"\x7fELF", "an executable"),
-    (b"MZ", "a Windows executable"),
     (b"ID3", "an MP3 file"),
     (b"OggS", "an Ogg media file"),
 )
 _HTML_RE = re.compile(rb"<\s*(!doctype\s+html|html[\s>]|head[\s>]|body[\s>])", re.IGNORECASE)
 _HTML_TAGS_RE = re.compile(r"<\s*/?\s*(p|div|h[1-6]|table|ul|ol|li|br|span|a)\b", re.IGNORECASE)
+
+
+
+
+def _is_bmp(data: bytes) -> bool:
+    """"BM" is two bytes that plain text starts with ("BMW Group..."): confirm the header.
+
+    A BMP file header declares the file size, has two reserved zero words, and points at pixel
+    data past a DIB header whose size is one of the known versions (12..124 bytes).
+    """
+    if len(data) < 26 or not data.startswith(b"BM"):
+        return False
+    size = int.from_bytes(data[2:6], "little")
+    reserved = data[6:10]
+    offset = int.from_bytes(data[10:14], "little")
+    dib = int.from_bytes(data[14:18], "little")
+    return (
+        reserved == b"\x00\x00\x00\x00"
+        and dib in (12, 16, 40, 52, 56, 64, 108, 124)
+        and 14 + dib <= offset <= len(data)
+        and (size == 0 or abs(size - len(data)) <= 1024)
+    )
+
+
+def _is_mz(data: bytes) -> bool:
+    """"MZ" opens text too ("MZ Holdings..."): a DOS/PE executable has e_lfanew -> "PE\\0\\0",
+    or at least the binary zero bytes no text file has in its 64-byte DOS header."""
+    if len(data) < 64 or not data.startswith(b"MZ"):
+        return False
+    e_lfanew = int.from_bytes(data[60:64], "little")
+    if 64 <= e_lfanew <= len(data) - 4 and data[e_lfanew : e_lfanew + 4] == b"PE\x00\x00":
+        return True
+    return b"\x00" in data[2:64]
 
 
 @dataclass(frozen=True)
@@ -104,9 +135,35 @@ def _zip_kind(data: bytes, name: str) -> Detected:
     )
 
 
+_XML_DECL_RE = re.compile(rb"^\s*<\?xml[^>]*?encoding\s*=\s*[\"']([A-Za-z0-9._:-]+)[\"']", re.I)
+
+
+def declared_xml_encoding(data: bytes) -> str | None:
+    """The ``encoding=`` of an ``<?xml ...?>`` declaration (XHTML), when it names a codec."""
+    import codecs
+
+    match = _XML_DECL_RE.match(data[:512])
+    if not match:
+        return None
+    try:
+        return codecs.lookup(match.group(1).decode("ascii")).name
+    except LookupError:
+        return None
+
+
 def decode_text(data: bytes) -> tuple[str, str] | None:
-    """(text, encoding) when the bytes are text in some charset, else None (binary)."""
+    """(text, encoding) when the bytes are text in some charset, else None (binary).
+
+    An XML declaration's encoding is taken at its word when the bytes decode with it.
+    """
     from charset_normalizer import from_bytes
+
+    declared = declared_xml_encoding(data)
+    if declared:
+        try:
+            return data.decode(declared), declared
+        except UnicodeDecodeError:
+            pass
 
     for bom, enc in (
         (b"\xef\xbb\xbf", "utf-8-sig"),
@@ -148,6 +205,8 @@ def detect_type(data: bytes, name: str) -> Detected:
     for magic, mime in _IMAGE_MAGIC:
         if data.startswith(magic):
             return Detected("image", mime)
+    if _is_bmp(data):
+        return Detected("image", "image/bmp")
     if data.startswith(b"RIFF") and data[8:12] == b"WEBP":
         return Detected("image", "image/webp")
     if data.startswith(b"PK\x03\x04"):
@@ -159,6 +218,13 @@ def detect_type(data: bytes, name: str) -> Detected:
                 f"unsupported file type: {what} (expected PDF, DOCX, TXT, HTML or an image)",
                 "unsupported",
             )
+    if _is_mz(data):
+        raise DocumentError(
+            name,
+            "unsupported file type: a Windows executable (expected PDF, DOCX, TXT, HTML or an "
+            "image)",
+            "unsupported",
+        )
     if _HTML_RE.search(data[:4096]):
         decoded = decode_text(data)
         return Detected("html", "text/html", decoded[1] if decoded else None)

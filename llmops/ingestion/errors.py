@@ -6,6 +6,8 @@ every reason names the file and says what is wrong with it in words.
 
 from __future__ import annotations
 
+from typing import Any
+
 ERROR_CODES: frozenset[str] = frozenset(
     {
         "empty",
@@ -15,6 +17,7 @@ ERROR_CODES: frozenset[str] = frozenset(
         "too_large",
         "ocr_timeout",
         "ocr_unavailable",
+        "ocr_failed",
     }
 )
 
@@ -39,3 +42,34 @@ class DocumentError(Exception):
 
     def to_dict(self) -> dict[str, str]:
         return {"source": self.source, "reason": self.reason, "code": self.code}
+
+
+class OcrError(DocumentError):
+    """tesseract failed on a page for a reason other than a timeout (error exit, crash, missing
+    language pack). Raised by :mod:`llmops.ocr`; a ``DocumentError`` with code ``ocr_failed`` so
+    the caller quarantines the document with the reason instead of crashing the run.
+
+    The OCR engine knows neither the file nor the page number: :mod:`llmops.ingestion.scan` adds
+    the page (``with_page``) and a caller that knows the file name may add it (``with_source``).
+    """
+
+    def __init__(self, page: int | None, reason: str, source: str = "") -> None:
+        self.page = page
+        self.ocr_reason = reason
+        self.file = source
+        where = f"page {page}" if page is not None else "a page image"
+        if source:
+            super().__init__(source, f"OCR failed on {where}: {reason}", "ocr_failed")
+        else:
+            super().__init__(where, f"OCR failed: {reason}", "ocr_failed")
+
+    def with_page(self, page: int) -> OcrError:
+        """The same failure, located on ``page`` (1-based) of its document."""
+        return OcrError(page, self.ocr_reason, self.file)
+
+    def with_source(self, source: str) -> OcrError:
+        """The same failure, naming the document file."""
+        return OcrError(self.page, self.ocr_reason, source)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (OcrError, (self.page, self.ocr_reason, self.file))

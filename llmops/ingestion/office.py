@@ -167,7 +167,9 @@ def extract_html(data: bytes, name: str) -> list[TextPage]:
     decoded = decode_text(data)
     if decoded is None:
         raise DocumentError(name, "cannot determine the HTML encoding", "unsupported")
-    html = decoded[0]
+    # lxml refuses a str that still carries an ``<?xml ... encoding=...?>`` declaration (XHTML);
+    # the bytes are already decoded with that encoding, so the declaration has done its job.
+    html = re.sub(r"^\s*<\?xml[^>]*\?>", "", decoded[0], count=1)
     warnings: list[str] = []
     try:
         tree = lxml.html.fromstring(html)

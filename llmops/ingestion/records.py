@@ -76,8 +76,11 @@ class PageRecord:
     language: str = "und"
     char_count: int = 0
     warnings: list[str] = field(default_factory=list)
+    rotation: int = 0  # clockwise degrees an OCR'd page was turned to be upright (0/90/180/270)
 
     def __post_init__(self) -> None:
+        if self.rotation not in (0, 90, 180, 270):
+            raise ValueError(f"PageRecord.rotation must be 0/90/180/270, got {self.rotation!r}")
         if self.method not in ("text", "ocr"):
             raise ValueError(f"PageRecord.method must be 'text' or 'ocr', got {self.method!r}")
         if not self.char_count:
@@ -94,6 +97,7 @@ class PageRecord:
             "language": self.language,
             "char_count": self.char_count,
             "warnings": list(self.warnings),
+            "rotation": self.rotation,
         }
 
     @classmethod
@@ -103,6 +107,7 @@ class PageRecord:
             for t in (data.get("tables") if data.get("tables") is not None else [])
         ]
         conf = data.get("ocr_confidence")
+        rot = data.get("rotation")
         return cls(
             doc_id=str(data["doc_id"]),
             page_number=int(data["page_number"]),
@@ -115,6 +120,7 @@ class PageRecord:
             warnings=[
                 str(w) for w in (data.get("warnings") if data.get("warnings") is not None else [])
             ],
+            rotation=0 if rot is None or rot != rot else int(rot),  # absent or NaN: upright
         )
 
 

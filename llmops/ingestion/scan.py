@@ -1,22 +1,26 @@
 """OCR of page images (scanned PDF pages, PNG/JPEG/TIFF) with a per-page timeout and a pool.
 
-A page that times out becomes a page warning, not a failed document: the other pages are still
-worth having, and the warning travels into the asset metadata. Only when *every* OCR'd page of a
-document times out does the caller raise ``DocumentError(code="ocr_timeout")``.
+Pages scanned at a quarter turn are turned upright first (``OcrOutcome.rotation`` says by
+how much). A page that times out becomes a page warning, not a failed document: the other pages
+are still worth having, and the warning travels into the asset metadata. Only when *every*
+OCR'd page of a
+document times out does the caller raise ``DocumentError(code="ocr_timeout")``. Any other
+tesseract failure raises :class:`~llmops.ingestion.errors.OcrError` (a ``DocumentError`` with
+code ``ocr_failed``) naming the page, so the document is quarantined and the batch goes on.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 
 from PIL import Image
 
 from llmops.ingestion.config import IngestConfig
-from llmops.ingestion.errors import DocumentError
+from llmops.ingestion.errors import DocumentError, OcrError
 
 
 @dataclass
@@ -25,6 +29,7 @@ class OcrOutcome:
     confidence: float | None = None
     warnings: list[str] = field(default_factory=list)
     timed_out: bool = False
+    rotation: int = 0  # clockwise degrees the page was turned before OCR
 
 
 def _ocr_config(cfg: IngestConfig):  # -> llmops.ocr.OcrConfig
@@ -53,7 +58,12 @@ def ocr_one(img: Image.Image, cfg: IngestConfig) -> OcrOutcome:
         res = ocr_image(img, cfg.ocr_languages, _ocr_config(cfg))
     except OcrTimeout as err:
         return OcrOutcome(warnings=[f"OCR timed out: {err}"], timed_out=True)
-    return OcrOutcome(text=res.text, confidence=res.confidence, warnings=list(res.warnings))
+    return OcrOutcome(
+        text=res.text,
+        confidence=res.confidence,
+        warnings=list(res.warnings),
+        rotation=res.rotation,
+    )
 
 
 def _worker_init() -> None:
@@ -61,24 +71,46 @@ def _worker_init() -> None:
     os.environ["OMP_THREAD_LIMIT"] = "1"
 
 
-def ocr_many(images: Iterable[Image.Image], cfg: IngestConfig, n_pages: int) -> list[OcrOutcome]:
+def ocr_many(
+    images: Iterable[Image.Image],
+    cfg: IngestConfig,
+    n_pages: int,
+    page_numbers: Sequence[int] | None = None,
+) -> list[OcrOutcome]:
     """OCR page images in order, over ``cfg.ocr_workers`` processes when there is enough work.
 
     ``images`` is consumed lazily with at most ``2 * workers`` pages in flight, so a 500-page
-    scan rendered at 300 dpi never sits in memory all at once.
+    scan rendered at 300 dpi never sits in memory all at once. An :class:`OcrError` is re-raised
+    with its page number (``page_numbers[i]``, or the position among the OCR'd pages).
     """
+    numbers = list(page_numbers) if page_numbers is not None else None
+
+    def located(err: OcrError, index: int) -> OcrError:
+        return err.with_page(numbers[index] if numbers is not None else index + 1)
+
     workers = max(1, min(cfg.ocr_workers, n_pages))
-    if workers == 1:
-        return [ocr_one(img, cfg) for img in images]
-    ctx = multiprocessing.get_context("spawn")  # safe inside threaded hosts (Dagster)
     results: list[OcrOutcome] = []
+    if workers == 1:
+        for img in images:
+            try:
+                results.append(ocr_one(img, cfg))
+            except OcrError as err:
+                raise located(err, len(results)) from err
+        return results
+    ctx = multiprocessing.get_context("spawn")  # safe inside threaded hosts (Dagster)
     with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init) as pool:
         pending: list[Future[OcrOutcome]] = []
-        for img in images:
-            pending.append(pool.submit(ocr_one, img, cfg))
-            if len(pending) >= 2 * workers:
+        try:
+            for img in images:
+                pending.append(pool.submit(ocr_one, img, cfg))
+                if len(pending) >= 2 * workers:
+                    results.append(pending.pop(0).result())
+            while pending:
                 results.append(pending.pop(0).result())
-        results.extend(f.result() for f in pending)
+        except OcrError as err:
+            for f in pending:
+                f.cancel()
+            raise located(err, len(results)) from err
     return results
 
 
