@@ -457,7 +457,7 @@ def krippendorff_alpha_nominal(ratings: Any) -> float:
     for (c, _), w in coincidence.items():
         marginals[c] += w
     observed = sum(w for (c, k), w in coincidence.items() if c != k)
-    expected = (total * total - sum(v * v for v in marginals.values())) / (total - 1)
+    expected = total * total - sum(v * v for v in marginals.values())  # sum n_c n_k, c != k
     if expected == 0:
         return 1.0
     return float(1 - (total - 1) * observed / expected)
