@@ -421,27 +421,63 @@ def trace(
     _emit(chain, as_json, format_trace(chain))
 
 
-# --- A/B statistics: `llmops compare` on any two per-sample score tables
+# --- A/B statistics (issue 9): `llmops compare A B`
+
+
+def _compare_human(report: Any) -> str:
+    """Aligned text table of a PairedReport (the markdown version goes to MLflow/Dagster)."""
+    def f(v: Any, spec: str = ".4g") -> str:
+        return "n/a" if v is None or v != v else format(v, spec)
+
+    head = ("metric", "test", "n", "mean_a", "mean_b", "diff(b-a)", "CI", "p", "p_holm", "sig",
+            "effect", "W/T/L")
+    rows = [head]
+    for c in report.comparisons:
+        sig = {"improvement": "yes+", "regression": "yes-"}.get(c.direction, "no")
+        rows.append((c.metric, c.test, str(c.n), f(c.mean_a), f(c.mean_b), f(c.diff),
+                     f"[{f(c.ci_low)}, {f(c.ci_high)}]", f(c.p_value, ".3g"),
+                     f(c.p_adjusted, ".3g"), sig, f(c.effect_size, ".3f"),
+                     f"{c.wins}/{c.ties}/{c.losses}"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip()
+             for r in rows]
+    lines.append(
+        f"\n{report.n_paired} pairs by sample_id, alpha {report.alpha} (Holm across metrics); "
+        f"unmatched: {len(report.unmatched_a)} only in A, {len(report.unmatched_b)} only in B")
+    return "\n".join(lines)
 
 
 @app.command()
 def compare(
-    table_a: Annotated[Path, typer.Argument(help="Per-sample scores of A (CSV or Parquet).")],
-    table_b: Annotated[Path, typer.Argument(help="Per-sample scores of B, paired by sample_id.")],
-    metric: Annotated[
-        list[str] | None, typer.Option("--metric", help="Metric column (repeat); default: all.")
+    table_a: Annotated[Path, typer.Argument(help="Baseline per-sample scores (CSV or Parquet).")],
+    table_b: Annotated[Path, typer.Argument(help="Candidate per-sample scores, same sample_id.")],
+    metric: Annotated[list[str] | None, typer.Option(
+        "--metric", help="Metric column (repeatable; default: every shared numeric column).")
     ] = None,
-    alpha: Annotated[float, typer.Option("--alpha", min=1e-6, max=0.5)] = 0.05,
+    alpha: Annotated[float, typer.Option(help="Family-wise significance level, in (0, 1).")
+                     ] = 0.05,
+    id_column: Annotated[str, typer.Option(help="Column pairing the rows.")] = "sample_id",
+    n_boot: Annotated[int, typer.Option(min=100, help="Bootstrap resamples.")] = 10_000,
     as_json: JsonFlag = False,
 ) -> None:
-    """Paired statistics of B against A: bootstrap CI, Wilcoxon/McNemar, Holm, effect size."""
-    from llmops.stats import compare_tables, markdown_table
+    """Paired A/B statistics on two per-sample score tables (diff = B - A).
 
+    Rows are paired by sample_id (unmatched ids are counted); 0/1 columns get McNemar, scores
+    Wilcoxon signed-rank; bootstrap CI of the mean difference; Holm across the metrics.
+    """
+    from llmops.stats import compare_tables
+
+    if not 0 < alpha < 1:
+        raise typer.BadParameter(f"{alpha} is not in (0, 1)", param_hint="--alpha")
     try:
-        report = compare_tables(table_a, table_b, metrics=metric or None, alpha=alpha)
-    except ValueError as err:
-        _fail(str(err))
-    _emit(report.to_dict(), as_json, markdown_table(report))
+        report = compare_tables(table_a, table_b, metrics=metric or None, alpha=alpha,
+                                id_column=id_column, n_boot=n_boot)
+    except (OSError, ValueError) as exc:
+        _fail(str(exc))
+    _emit(report.to_dict(), as_json, _compare_human(report))
+
+
+# --- end A/B statistics
 
 
 def main() -> None:
