@@ -9,6 +9,7 @@ from __future__ import annotations
 import dagster as dg
 
 from assets import checks, dataset, ingestion, structuring, training
+from pipelines.executors import build_executor
 from pipelines.jobs import ingest_job, lifecycle_job
 from pipelines.settings import resource_config
 from resources.documents import DocumentStoreResource
@@ -50,4 +51,5 @@ defs = dg.Definitions(
     jobs=[ingest_job, lifecycle_job],
     sensors=[inbox_sensor],
     resources=build_resources(),
+    executor=build_executor(),  # LLMOPS_EXECUTOR: multiprocess|in_process|dask|k8s|celery
 )
