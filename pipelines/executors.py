@@ -28,6 +28,24 @@ def executor_config(name: str) -> dict[str, Any]:
     return (raw.get("execution") or {}).get("config") or {}
 
 
+def _let_dask_pass_dagster_records() -> None:
+    """Compatibility: dask >= 2025 `Client.submit` walks every tuple argument looking for futures,
+    and dagster's `@record` arguments (the run, the job pointer) forbid iteration, so
+    dagster-dask 0.29 fails on submit. Records never hold futures: hand them over untouched."""
+    import distributed.client
+    from dagster_shared.check.record import is_record
+
+    original = distributed.client.parse_input
+    if getattr(original, "_passes_dagster_records", False):
+        return
+
+    def parse_input(obj: Any) -> Any:
+        return obj if is_record(obj) else original(obj)
+
+    parse_input._passes_dagster_records = True  # type: ignore[attr-defined]
+    distributed.client.parse_input = parse_input
+
+
 def _base_executor(name: str) -> dg.ExecutorDefinition:
     if name == "multiprocess":  # Dagster's default: run config may still pick in_process
         return dg.multi_or_in_process_executor
@@ -36,6 +54,7 @@ def _base_executor(name: str) -> dg.ExecutorDefinition:
     if name == "dask":
         from dagster_dask import dask_executor
 
+        _let_dask_pass_dagster_records()
         return dask_executor
     if name == "k8s":
         from dagster_k8s import k8s_job_executor
