@@ -127,5 +127,5 @@ def finetuned_model(
     context.log.info(f"training config: {json.dumps(extras, default=str)}")
     client = trainer.pipes_client(env=mlflow.env())
     return client.run(
-        command=trainer.command(), context=context, extras=extras
+        command=trainer.command(), context=context, extras=extras, **trainer.launch_kwargs()
     ).get_materialize_result()

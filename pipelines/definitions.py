@@ -11,6 +11,7 @@ import dagster as dg
 from assets import checks, comparison, dataset, deployment, ingestion, structuring, training
 from assets import evaluation as evaluation_assets
 from assets import promotion as promotion_assets
+from pipelines.executors import build_executor
 from pipelines.jobs import ingest_job, lifecycle_job, rollback_job
 from pipelines.settings import resource_config
 from resources.documents import DocumentStoreResource
@@ -57,4 +58,5 @@ defs = dg.Definitions(
     jobs=[ingest_job, lifecycle_job, rollback_job],
     sensors=[inbox_sensor],
     resources=build_resources(),
+    executor=build_executor(),  # LLMOPS_EXECUTOR: multiprocess|in_process|dask|k8s|celery
 )

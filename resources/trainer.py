@@ -17,6 +17,7 @@ class TrainerResource(dg.ConfigurableResource):
     python: str | None = None  # interpreter for the subprocess; default: this one
     k8s_image: str | None = None
     k8s_namespace: str = "default"
+    k8s_gpus: int = 1  # nvidia.com/gpu limit of the training pod (0: CPU pod)
     base_model: str = "tiny"  # tiny | local folder | hub id
     tiny_vocab_size: int = 2048
     tiny_pretrain_steps: int = 300
@@ -64,6 +65,28 @@ class TrainerResource(dg.ConfigurableResource):
                 ) from exc
             return PipesK8sClient(env=env)  # type: ignore[return-value]
         raise dg.Failure(f"trainer.launcher: unknown launcher {self.launcher!r} (subprocess|k8s)")
+
+    def launch_kwargs(self) -> dict[str, Any]:
+        """Extra `client.run` arguments of the launcher: for k8s the image, namespace and a pod
+        spec whose training container requests `nvidia.com/gpu`; nothing for a subprocess."""
+        if self.launcher != "k8s":
+            return {}
+        if not self.k8s_image:
+            raise dg.Failure(
+                "trainer.launcher=k8s needs trainer.k8s_image (the Dockerfile's image)"
+            )
+        spec: dict[str, Any] = {"restartPolicy": "Never"}
+        if self.k8s_gpus > 0:
+            gpus = str(self.k8s_gpus)
+            spec["containers"] = [
+                {
+                    "resources": {
+                        "limits": {"nvidia.com/gpu": gpus},
+                        "requests": {"nvidia.com/gpu": gpus},
+                    }
+                }
+            ]
+        return {"image": self.k8s_image, "namespace": self.k8s_namespace, "base_pod_spec": spec}
 
     def command(self) -> list[str]:
         return [self.python or sys.executable, "-m", "llmops.train_entry"]
