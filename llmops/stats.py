@@ -126,15 +126,18 @@ def is_binary(values: Any) -> bool:
 
 def paired_bootstrap_ci(a: Any, b: Any, alpha: float = 0.05, n_boot: int = 10_000,
                         seed: int = 0) -> tuple[float, float]:
-    """Percentile CI of mean(b - a), resampling *pairs* (so the pairing's correlation is kept)."""
+    """Percentile CI of mean(b - a), resampling *pairs* (keeps the pairing's correlation).
+
+    NaN for fewer than two pairs.
+    """
     import numpy as np
 
     x, y = _pair_arrays(a, b)
     d = y - x
     n = d.size
-    if n == 0:
+    if n < 2:  # one pair says nothing about the spread: no interval, not a zero-width one
         return float("nan"), float("nan")
-    if n == 1 or np.all(d == d[0]):
+    if np.all(d == d[0]):
         return float(d[0]), float(d[0])
     rng = np.random.default_rng(seed)
     means = np.empty(n_boot)

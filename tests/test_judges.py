@@ -310,3 +310,14 @@ def test_llm_judge_works_when_called_from_inside_an_event_loop(servers) -> None:
         return judge.prefer("q", "r", [], "signed in 1648", "no idea")
 
     assert asyncio.run(inside()) == "first" and len(fast_req) == 1
+
+
+def test_panel_kappa_agrees_with_llmops_stats_on_the_wikipedia_example() -> None:
+    """The panel's kappa and llmops.stats' must be the same statistic (Fleiss 1971: 0.210)."""
+    from llmops import stats
+
+    table = [[0, 0, 0, 0, 14], [0, 2, 6, 4, 2], [0, 0, 3, 5, 6], [0, 3, 9, 2, 0],
+             [2, 2, 8, 1, 1], [7, 7, 0, 0, 0], [3, 2, 6, 3, 0], [2, 5, 3, 2, 2],
+             [6, 5, 2, 1, 0], [0, 2, 2, 3, 7]]
+    assert fleiss_kappa(table) == pytest.approx(0.210, abs=5e-4)
+    assert fleiss_kappa(table) == pytest.approx(stats.fleiss_kappa(table))

@@ -74,6 +74,7 @@ def test_paired_bootstrap_ci_agrees_with_normal_theory_and_is_seeded() -> None:
     assert (low, high) == stats.paired_bootstrap_ci(a, b, n_boot=4000, seed=1)
     assert stats.paired_bootstrap_ci([1, 2], [2, 3]) == (1.0, 1.0)
     assert all(math.isnan(v) for v in stats.paired_bootstrap_ci([], []))
+    assert all(math.isnan(v) for v in stats.paired_bootstrap_ci([0.5], [0.7]))
     with pytest.raises(ValueError, match="length"):
         stats.paired_bootstrap_ci([1, 2], [1])
 
