@@ -480,5 +480,33 @@ def compare(
 # --- end A/B statistics
 
 
+# --- drift: `llmops drift REFERENCE CURRENT`
+
+
+@app.command()
+def drift(
+    reference: Annotated[Path, typer.Argument(help="Folder of .txt, or JSONL/Parquet with text.")],
+    current: Annotated[Path, typer.Argument(help="The same, for the current window.")],
+    as_json: JsonFlag = False,
+    no_embeddings: Annotated[
+        bool, typer.Option("--no-embeddings", help="Skip the embedding MMD test.")
+    ] = False,
+) -> None:
+    """Two-sample drift tests: embedding MMD (permutation), PSI of length and language mix."""
+    from llmops.drift import detect_drift, load_texts
+
+    try:
+        ref, cur = load_texts(reference), load_texts(current)
+        embed = None
+        if not no_embeddings:
+            from llmops.embedding import Embedder
+
+            embed = Embedder().encode
+        report = detect_drift(ref, cur, embed=embed)
+    except ValueError as err:
+        _fail(str(err))
+    _emit(report.to_dict(), as_json, report.markdown())
+
+
 def main() -> None:
     app()

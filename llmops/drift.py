@@ -1,0 +1,232 @@
+"""Has the data moved away from what the champion was trained on? Two-sample drift tests.
+
+Reference = the texts the champion was trained on; current = what arrived since (new chunks,
+served prompts). Three views, each a proper two-sample test with a null calibrated to the sample
+sizes, so a random resample of the reference does not raise an alarm:
+
+- ``embedding_mmd``: maximum mean discrepancy between sentence embeddings (RBF kernel, median
+  heuristic bandwidth) with a permutation p-value: sensitive to a change of topic or language.
+- ``length_psi``: population stability index of text length on the reference's quantile bins.
+- ``language_psi``: PSI of the language mix (``llmops.arabic.detect_language``).
+
+PSI's customary 0.25 "major shift" line is meaningless on small samples (under no drift its
+expected value is about (k-1)(1/n_ref + 1/n_cur)), so the threshold used is the larger of 0.25
+and the 99th percentile of that chi-square approximation; the report says which.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+MIN_TEXTS = 8
+
+
+@dataclass
+class DriftTest:
+    name: str
+    statistic: float
+    drift: bool
+    p_value: float | None = None
+    threshold: float | None = None
+    detail: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {k: v for k, v in asdict(self).items() if v is not None and v != ""}
+        return out
+
+
+@dataclass
+class DriftReport:
+    drift: bool
+    n_reference: int
+    n_current: int
+    tests: list[DriftTest] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "drift": self.drift,
+            "n_reference": self.n_reference,
+            "n_current": self.n_current,
+            "tests": [t.to_dict() for t in self.tests],
+        }
+
+    def markdown(self) -> str:
+        lines = ["| test | statistic | p-value | threshold | drift |", "|---|---|---|---|---|"]
+        for t in self.tests:
+            p = "" if t.p_value is None else f"{t.p_value:.4f}"
+            thr = "" if t.threshold is None else f"{t.threshold:.4f}"
+            lines.append(f"| {t.name} | {t.statistic:.4f} | {p} | {thr} | "
+                         f"{'**yes**' if t.drift else 'no'} |")
+        lines.append(f"\nreference {self.n_reference} texts, current {self.n_current} texts: "
+                     f"{'DRIFT' if self.drift else 'no drift'}")
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    mmd_alpha: float = 0.01  # permutation test level for the embedding MMD
+    psi_min: float = 0.25  # the customary "major shift" PSI, raised on small samples
+    psi_null_quantile: float = 0.99
+    length_bins: int = 5
+    permutations: int = 500
+    seed: int = 0
+
+
+# --------------------------------------------------------------------------- tests
+
+
+def _rbf_gram(x: Any, gamma: float) -> Any:
+    import numpy as np
+
+    sq = (x * x).sum(axis=1)
+    d2 = np.maximum(sq[:, None] + sq[None, :] - 2 * x @ x.T, 0.0)
+    return np.exp(-gamma * d2), d2
+
+
+def mmd_permutation_test(
+    reference: Any, current: Any, permutations: int = 500, seed: int = 0
+) -> tuple[float, float]:
+    """Unbiased MMD^2 between two embedding samples and its permutation p-value."""
+    import numpy as np
+
+    x, y = np.asarray(reference, dtype=float), np.asarray(current, dtype=float)
+    if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[1]:
+        raise ValueError(f"embeddings must be 2-D with one width, got {x.shape} and {y.shape}")
+    pooled = np.vstack([x, y])
+    _, d2 = _rbf_gram(pooled, 1.0)
+    positive = d2[np.triu_indices_from(d2, k=1)]
+    positive = positive[positive > 0]
+    gamma = 1.0 / (2 * float(np.median(positive))) if positive.size else 1.0
+    k, _ = _rbf_gram(pooled, gamma)
+    n, m = len(x), len(y)
+
+    def mmd2(idx: Any) -> float:
+        a, b = idx[:n], idx[n:]
+        kxx, kyy, kxy = k[np.ix_(a, a)], k[np.ix_(b, b)], k[np.ix_(a, b)]
+        return float(
+            (kxx.sum() - np.trace(kxx)) / (n * (n - 1))
+            + (kyy.sum() - np.trace(kyy)) / (m * (m - 1))
+            - 2 * kxy.mean()
+        )
+
+    observed = mmd2(np.arange(n + m))
+    rng = np.random.default_rng(seed)
+    exceed = sum(mmd2(rng.permutation(n + m)) >= observed for _ in range(permutations))
+    return observed, (exceed + 1) / (permutations + 1)
+
+
+def _psi(ref_counts: Sequence[float], cur_counts: Sequence[float]) -> float:
+    """PSI with add-one-half (Jeffreys) smoothing: a category seen once on one side only must
+    not weigh like a vanished population, as a fixed epsilon floor makes it."""
+    k = len(ref_counts)
+    ref_total, cur_total = sum(ref_counts) + 0.5 * k, sum(cur_counts) + 0.5 * k
+    value = 0.0
+    for r, c in zip(ref_counts, cur_counts, strict=True):
+        p, q = (r + 0.5) / ref_total, (c + 0.5) / cur_total
+        value += (q - p) * math.log(q / p)
+    return value
+
+
+def _psi_threshold(n_ref: int, n_cur: int, categories: int, th: Thresholds) -> float:
+    """PSI (a symmetrised KL) ~ (1/n_ref + 1/n_cur) * chi2(k-1) under no drift."""
+    from scipy import stats
+
+    null = (1 / n_ref + 1 / n_cur) * stats.chi2.ppf(th.psi_null_quantile, max(1, categories - 1))
+    return max(th.psi_min, float(null))
+
+
+def length_psi(reference: Sequence[str], current: Sequence[str], th: Thresholds) -> DriftTest:
+    import numpy as np
+
+    ref = np.array([len(t) for t in reference], dtype=float)
+    cur = np.array([len(t) for t in current], dtype=float)
+    edges = np.unique(np.quantile(ref, np.linspace(0, 1, th.length_bins + 1))[1:-1])
+    ref_counts = np.bincount(np.searchsorted(edges, ref, side="right"), minlength=len(edges) + 1)
+    cur_counts = np.bincount(np.searchsorted(edges, cur, side="right"), minlength=len(edges) + 1)
+    value = _psi(ref_counts.tolist(), cur_counts.tolist())
+    threshold = _psi_threshold(len(ref), len(cur), len(edges) + 1, th)
+    return DriftTest("length_psi", value, value > threshold, threshold=threshold,
+                     detail=f"median length {np.median(ref):.0f} -> {np.median(cur):.0f} chars")
+
+
+def language_psi(
+    reference: Sequence[str], current: Sequence[str], th: Thresholds,
+    detect: Callable[[str], str] | None = None,
+) -> DriftTest:
+    if detect is None:
+        from llmops.arabic import detect_language as detect
+    ref, cur = Counter(map(detect, reference)), Counter(map(detect, current))
+    langs = sorted(set(ref) | set(cur))
+    value = _psi([ref[lang] for lang in langs], [cur[lang] for lang in langs])
+    threshold = _psi_threshold(len(reference), len(current), len(langs), th)
+    mix = ", ".join(f"{lang} {ref[lang]}->{cur[lang]}" for lang in langs)
+    return DriftTest("language_psi", value, value > threshold, threshold=threshold, detail=mix)
+
+
+def detect_drift(
+    reference: Sequence[str],
+    current: Sequence[str],
+    embed: Callable[[list[str]], Any] | None = None,
+    thresholds: Thresholds | None = None,
+    detect_language: Callable[[str], str] | None = None,
+) -> DriftReport:
+    """Every test on two text samples; ``embed`` (texts -> vectors) enables the MMD test."""
+    th = thresholds or Thresholds()
+    reference = [t for t in reference if t and t.strip()]
+    current = [t for t in current if t and t.strip()]
+    for name, texts in (("reference", reference), ("current", current)):
+        if len(texts) < MIN_TEXTS:
+            raise ValueError(f"{name}: {len(texts)} non-empty texts, need at least {MIN_TEXTS}")
+    tests: list[DriftTest] = []
+    if embed is not None:
+        stat, p = mmd_permutation_test(
+            embed(list(reference)), embed(list(current)), th.permutations, th.seed
+        )
+        tests.append(DriftTest("embedding_mmd", stat, p < th.mmd_alpha, p_value=p,
+                               threshold=th.mmd_alpha))
+    tests.append(length_psi(reference, current, th))
+    tests.append(language_psi(reference, current, th, detect_language))
+    return DriftReport(any(t.drift for t in tests), len(reference), len(current), tests)
+
+
+# --------------------------------------------------------------------------- corpora on disk
+
+
+def load_texts(source: str | Path) -> list[str]:
+    """A folder of ``.txt`` files, or a JSONL / Parquet file with a ``text`` column."""
+    path = Path(source)
+    if path.is_dir():
+        files = sorted(path.rglob("*.txt"))
+        if not files:
+            raise ValueError(f"{path}: folder has no .txt files")
+        return [f.read_text(encoding="utf-8", errors="replace") for f in files]
+    if not path.is_file():
+        raise ValueError(f"{path}: no such file or folder")
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".ndjson"):
+        texts = []
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path}:{n}: not JSON ({err.msg})") from err
+            if not isinstance(row, dict) or not isinstance(row.get("text"), str):
+                raise ValueError(f"{path}:{n}: no string 'text' field")
+            texts.append(row["text"])
+        return texts
+    if suffix in (".parquet", ".pq"):
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(path)
+        if "text" not in table.column_names:
+            raise ValueError(f"{path}: no 'text' column (columns: {table.column_names})")
+        return [t for t in table.column("text").to_pylist() if isinstance(t, str)]
+    raise ValueError(f"{path}: expected a folder of .txt files, .jsonl or .parquet")

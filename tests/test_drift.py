@@ -1,0 +1,118 @@
+"""Drift tests on real text: resamples of the reference stay quiet, a shifted batch is caught."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from llmops.drift import MIN_TEXTS, Thresholds, detect_drift, load_texts
+
+N = 40
+ROUNDS = 20
+
+
+@pytest.fixture(scope="module")
+def pools(corpus_dir):
+    """English lines of the corpus PDFs, and Arabic lines of the corpus OCR ground truth."""
+    import pdfplumber
+
+    english: list[str] = []
+    for pdf in sorted((corpus_dir / "pdfs").glob("*.pdf")):
+        try:
+            with pdfplumber.open(pdf) as doc:
+                for page in doc.pages[:6]:
+                    english += [
+                        line.strip() for line in (page.extract_text() or "").splitlines()
+                        if len(line.strip()) >= 40 and sum(c.isalpha() for c in line) > 25
+                    ]
+        except Exception:  # the corpus has deliberately broken PDFs
+            continue
+    arabic = [
+        p.read_text(encoding="utf-8").strip()
+        for p in sorted((corpus_dir / "arabic-ocr-lines").glob("*.gt.txt"))
+    ]
+    english = list(dict.fromkeys(english))
+    if len(english) < 3 * N or len(arabic) < N:
+        pytest.skip(f"corpus too small for the drift study ({len(english)} en, {len(arabic)} ar)")
+    return english, [a for a in arabic if a]
+
+
+@pytest.fixture(scope="module")
+def cached(pools):
+    """Embeddings and languages computed once per text, so the 40 studies stay fast."""
+    from llmops.arabic import detect_language
+    from llmops.embedding import Embedder
+
+    english, arabic = pools
+    texts = english + arabic
+    vectors = dict(zip(texts, Embedder().encode(texts), strict=True))
+    languages = {t: detect_language(t) for t in texts}
+
+    import numpy as np
+
+    return (lambda batch: np.stack([vectors[t] for t in batch])), languages.__getitem__
+
+
+def _study(reference, current, cached):
+    embed, language = cached
+    return detect_drift(reference, current, embed=embed, detect_language=language,
+                        thresholds=Thresholds(permutations=200))
+
+
+def test_false_alarms_and_detection_over_resamples(pools, cached):
+    english, arabic = pools
+    rng = random.Random(0)
+    false_alarms = detections = 0
+    for _ in range(ROUNDS):
+        sample = rng.sample(english, 2 * N)
+        quiet = _study(sample[:N], sample[N:], cached)
+        false_alarms += quiet.drift
+        if quiet.drift:
+            print([t.to_dict() for t in quiet.tests if t.drift])
+        detections += _study(rng.sample(english, N), rng.sample(arabic, N), cached).drift
+    print(f"false alarm rate {false_alarms / ROUNDS:.2f}, detection {detections / ROUNDS:.2f}")
+    assert false_alarms / ROUNDS <= 0.05
+    assert detections / ROUNDS >= 0.95
+
+
+def test_report_shape_and_each_test_sees_its_shift(pools, cached):
+    english, arabic = pools
+    report = _study(english[:N], arabic[:N], cached).to_dict()
+    assert set(report) == {"drift", "n_reference", "n_current", "tests"}
+    by = {t["name"]: t for t in report["tests"]}
+    assert set(by) == {"embedding_mmd", "length_psi", "language_psi"}
+    assert by["embedding_mmd"]["drift"] and by["embedding_mmd"]["p_value"] < 0.01
+    assert by["language_psi"]["drift"] and "threshold" in by["language_psi"]
+
+
+def test_too_few_texts_is_named():
+    with pytest.raises(ValueError, match="current: 2 non-empty texts"):
+        detect_drift(["a text"] * MIN_TEXTS, ["one", "two", " "])
+
+
+def test_cli_on_folders_and_jsonl(tmp_path, pools):
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    english, arabic = pools
+    ref = tmp_path / "ref"
+    ref.mkdir()
+    for i, text in enumerate(english[:20]):
+        (ref / f"{i}.txt").write_text(text, encoding="utf-8")
+    cur = tmp_path / "cur.jsonl"
+    cur.write_text("\n".join(json.dumps({"text": t}) for t in arabic[:20]), encoding="utf-8")
+    out = CliRunner().invoke(app, ["drift", str(ref), str(cur), "--json"])
+    assert out.exit_code == 0, out.output
+    payload = json.loads(out.stdout)
+    assert payload["drift"] is True and payload["n_reference"] == payload["n_current"] == 20
+    for test in payload["tests"]:
+        assert {"name", "statistic", "drift"} <= set(test)
+        assert "p_value" in test or "threshold" in test
+    assert load_texts(cur)[0] == arabic[0]
+
+    (tmp_path / "bad.jsonl").write_text('{"txt": "no text field"}\n')
+    bad = CliRunner().invoke(app, ["drift", str(ref), str(tmp_path / "bad.jsonl")])
+    assert bad.exit_code == 1 and "bad.jsonl:1" in bad.output
