@@ -209,26 +209,32 @@ def _paired(ok_a: Any, ok_b: Any, metrics: list[str], alpha: float) -> dict[str,
     }
 
 
-def _judges(ok_a: Any, ok_b: Any, ids: list[str], res: EvaluationResource
-            ) -> dict[str, Any] | None:
-    """Pairwise judge panel (answer order swapped) over the paired samples.
+def _judges(ok_a: Any, ok_b: Any, ids: list[str], res: EvaluationResource) -> dict[str, Any]:
+    """Pairwise judge panel over the paired samples, each pair judged in both answer orders.
 
-    None when ``llmops.judges`` is not installed: the evidence then has no judge verdict,
-    which the promotion policy treats as a failed gate when judges are required.
+    The grounding judge reads the chunks the question retrieved (retrieval does not depend on
+    the candidate, so champion and challenger saw the same ones; both lists are merged).
     """
-    try:
-        from llmops import judges
-    except ImportError:
-        return None
+    import json
+
+    from llmops import judges
 
     a = ok_a.set_index("sample_id")
     b = ok_b.set_index("sample_id")
+
+    def contexts(sid: str) -> list[str]:
+        found: list[str] = []
+        for table in (a, b):
+            if "retrieved_contexts" in table.columns:
+                found += json.loads(str(table.at[sid, "retrieved_contexts"]) or "[]")
+        return list(dict.fromkeys(found))
+
     samples = [
         judges.JudgeSample(
             sample_id=sid,
             question=str(a.at[sid, "question"]),
             reference=str(a.at[sid, "reference"]),
-            context="",
+            contexts=contexts(sid),
             answer_a=str(a.at[sid, "answer"]),
             answer_b=str(b.at[sid, "answer"]),
         )

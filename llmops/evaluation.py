@@ -322,6 +322,7 @@ def evaluate_candidate(
             "reference": str(s.get("response") or ""),
             "answer": "",
             "retrieved_chunk_ids": "[]",
+            "retrieved_contexts": "[]",
             "error": None,
         }
         if not row["question"].strip():
@@ -361,6 +362,7 @@ def evaluate_candidate(
         row.update(
             answer=gen.text,
             retrieved_chunk_ids=json.dumps([c.chunk_id for c in cits]),
+            retrieved_contexts=json.dumps([c.text for c in cits], ensure_ascii=False),
             latency_s=gen.latency_s,
             tokens_in=gen.tokens_in,
             tokens_out=gen.tokens_out,
