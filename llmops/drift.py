@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -230,3 +230,46 @@ def load_texts(source: str | Path) -> list[str]:
             raise ValueError(f"{path}: no 'text' column (columns: {table.column_names})")
         return [t for t in table.column("text").to_pylist() if isinstance(t, str)]
     raise ValueError(f"{path}: expected a folder of .txt files, .jsonl or .parquet")
+
+
+# --------------------------------------------------------------------------- the champion's window
+
+
+@dataclass
+class DriftWindow:
+    """Reference (what the champion was trained on) and current (everything since) texts."""
+
+    champion_version: str
+    reference: list[str]
+    current: list[str]
+    current_ids: list[str]  # chunk ids and request ids: what makes this window this window
+
+    @property
+    def key(self) -> str:
+        """Content hash of the window: one drift event = one key = one retraining run."""
+        import hashlib
+
+        digest = hashlib.sha256(self.champion_version.encode())
+        for item in sorted(self.current_ids):
+            digest.update(b"\0" + item.encode())
+        return digest.hexdigest()[:16]
+
+
+def drift_window(
+    champion_version: str,
+    trained_doc_ids: set[str],
+    chunks: Sequence[Mapping[str, Any]],
+    requests: Sequence[Mapping[str, Any]] = (),
+) -> DriftWindow:
+    """Split the knowledge base into the champion's training documents and the rest, and add
+    the prompts users sent to the served champion (the request log) to the current side."""
+    reference = [str(c["text"]) for c in chunks if c["doc_id"] in trained_doc_ids]
+    fresh = [c for c in chunks if c["doc_id"] not in trained_doc_ids]
+    served = [r for r in requests if r.get("prompt")]
+    return DriftWindow(
+        champion_version=str(champion_version),
+        reference=reference,
+        current=[str(c["text"]) for c in fresh] + [str(r["prompt"]) for r in served],
+        current_ids=[str(c["chunk_id"]) for c in fresh]
+        + [f"request:{r.get('request_id', '')}" for r in served],
+    )

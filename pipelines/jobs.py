@@ -28,6 +28,15 @@ lifecycle_job = dg.define_asset_job(
     ),
 )
 
+# What the drift sensor requests: a new dataset, base and challenger on the current corpus. The
+# per-candidate evaluation, A/B and promotion follow as their own runs (one partitions
+# definition per job), exactly as `llmops demo` chains them.
+retraining_job = dg.define_asset_job(
+    "retraining",
+    selection=dg.AssetSelection.assets("instruction_dataset", "base_model", "finetuned_model"),
+    description="Drift-triggered retraining: dataset -> base -> LoRA challenger.",
+)
+
 
 # --- promotion: rollback (restores `previous_champion` as `champion`; op in assets/promotion.py)
 from assets.promotion import rollback_champion  # noqa: E402

@@ -116,3 +116,48 @@ def test_cli_on_folders_and_jsonl(tmp_path, pools):
     (tmp_path / "bad.jsonl").write_text('{"txt": "no text field"}\n')
     bad = CliRunner().invoke(app, ["drift", str(ref), str(tmp_path / "bad.jsonl")])
     assert bad.exit_code == 1 and "bad.jsonl:1" in bad.output
+
+
+def test_drift_sensor_requests_one_retraining_per_drift_event(pools, monkeypatch):
+    import dagster as dg
+
+    from llmops.drift import drift_window
+    from resources.knowledge import EmbedderResource, VectorStoreResource
+    from resources.mlflow import MLflowResource
+    from resources.serving import ServingResource
+    from sensors import drift as sensor_module
+
+    english, arabic = pools
+    english = random.Random(1).sample(english, 2 * N)  # two halves of one distribution
+
+    def chunks(texts, doc):
+        return [{"chunk_id": f"{doc}-{i}", "doc_id": doc, "text": t} for i, t in enumerate(texts)]
+
+    corpus = {"rows": chunks(english[:N], "en-report")}
+    monkeypatch.setattr(
+        sensor_module, "load_window",
+        lambda *_: drift_window("1", {"en-report"}, corpus["rows"]),
+    )
+    resources = {"vector_store": VectorStoreResource(), "embedder": EmbedderResource(),
+                 "mlflow": MLflowResource(), "serving": ServingResource()}
+
+    def evaluate(instance, cursor):
+        ctx = dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources)
+        result = sensor_module.drift_sensor(ctx)
+        return result, ctx.cursor
+
+    with dg.instance_for_test() as instance:
+        # More English like the training documents: tested, no drift, nothing requested.
+        corpus["rows"] += chunks(english[N : 2 * N], "en-more")
+        result, cursor = evaluate(instance, None)
+        assert isinstance(result, dg.SkipReason) and "no drift" in result.skip_message
+        # Arabic documents after an English champion: exactly one retraining request.
+        corpus["rows"] += chunks(arabic[:N], "ar-notices")
+        result, cursor = evaluate(instance, cursor)
+        assert isinstance(result, dg.RunRequest), result
+        assert result.run_key.startswith("drift-")
+        assert "embedding_mmd" in result.tags["llmops/drift_tests"]
+        assert result.tags["llmops/champion_version"] == "1"
+        # The same data again: nothing.
+        again, _ = evaluate(instance, cursor)
+        assert isinstance(again, dg.SkipReason) and "already tested" in again.skip_message

@@ -1,0 +1,88 @@
+"""Drift sensor: the data moved away from what the champion was trained on -> retrain, once.
+
+Reference = chunks of the documents the champion's base model was trained on (recorded with its
+registered version); current = every other chunk in the knowledge base plus the prompts users
+sent to the served champion. The window's content hash is both the cursor and the run key, so
+evaluating again without new data requests nothing, and one drift event is one run.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from pipelines.jobs import retraining_job
+from resources.knowledge import EmbedderResource, VectorStoreResource
+from resources.mlflow import MLflowResource
+from resources.serving import ServingResource
+
+
+def load_window(
+    vector_store: VectorStoreResource, mlflow: MLflowResource, serving: ServingResource
+) -> Any:
+    """The champion's drift window, or a string saying why there is none."""
+    from llmops import registry
+    from llmops.drift import drift_window
+    from llmops.evaluation import pretrain_documents
+    from llmops.serving.config import default_request_log
+    from llmops.serving.requestlog import read_requests
+
+    registry.configure(mlflow.resolved_tracking_uri, mlflow.resolved_registry_uri,
+                       mlflow.experiment)
+    try:
+        version = registry.resolve_version(mlflow.registered_model, registry.CHAMPION)
+    except LookupError:
+        return "no champion registered yet"
+    trained = pretrain_documents(registry.download_model_version(mlflow.registered_model, version))
+    if not trained:
+        return f"champion v{version} records no training documents (a hub or user model)"
+    chunks = vector_store.open().rows(columns=["chunk_id", "doc_id", "text"]).to_pylist()
+    log = default_request_log() if serving.request_log is None else serving.request_log
+    requests = list(read_requests(log)) if Path(log).is_file() else []
+    served = [r for r in requests if str(r.get("model_version")) == str(version)]
+    return drift_window(version, trained, chunks, served)
+
+
+@dg.sensor(
+    job=retraining_job,
+    minimum_interval_seconds=3600,
+    default_status=dg.DefaultSensorStatus.STOPPED,
+    description="Requests one retraining run per drift event of the champion's data.",
+)
+def drift_sensor(
+    context: dg.SensorEvaluationContext,
+    vector_store: VectorStoreResource,
+    embedder: EmbedderResource,
+    mlflow: MLflowResource,
+    serving: ServingResource,
+):
+    from llmops.drift import MIN_TEXTS, detect_drift
+
+    window = load_window(vector_store, mlflow, serving)
+    if isinstance(window, str):
+        return dg.SkipReason(window)
+    if len(window.current) < MIN_TEXTS or len(window.reference) < MIN_TEXTS:
+        return dg.SkipReason(
+            f"window too small: {len(window.reference)} reference, {len(window.current)} "
+            f"current texts (need {MIN_TEXTS})"
+        )
+    if context.cursor == window.key:
+        return dg.SkipReason(f"window {window.key} already tested; no new data")
+    report = detect_drift(window.reference, window.current, embed=embedder.embedder.encode)
+    context.update_cursor(window.key)
+    context.log.info(report.markdown())
+    if not report.drift:
+        return dg.SkipReason(f"no drift in window {window.key}")
+    drifted = [t.name for t in report.tests if t.drift]
+    return dg.RunRequest(
+        run_key=f"drift-{window.key}",
+        tags={
+            "llmops/trigger": "drift",
+            "llmops/champion_version": window.champion_version,
+            "llmops/drift_tests": ",".join(drifted),
+            "llmops/drift_report": json.dumps(report.to_dict())[:4000],
+        },
+    )
