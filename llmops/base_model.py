@@ -41,9 +41,14 @@ class BaseModelConfig:
     n_layer: int = 2
     n_head: int = 4
     n_embd: int = 128
-    block_size: int = 128  # context length of the tiny model (max_position_embeddings)
+    # The context must hold a RAG prompt (instruction + retrieved context + response): 1024
+    # tokens. Pre-training uses shorter packed blocks (cheap); RoPE (llama) is relative, so
+    # fine-tuning on longer examples extends it. gpt2's learned positions beyond block_size
+    # start untrained: prefer llama.
+    context_length: int = 1024
+    block_size: int = 256  # pre-training block (tokens)
     pretrain_steps: int = 300
-    pretrain_batch_size: int = 16
+    pretrain_batch_size: int = 8
     pretrain_lr: float = 3e-3
     seed: int = 13
 
@@ -136,7 +141,7 @@ def _tiny_config(cfg: BaseModelConfig, tokenizer: Any) -> Any:
             num_hidden_layers=cfg.n_layer,
             num_attention_heads=cfg.n_head,
             num_key_value_heads=cfg.n_head,
-            max_position_embeddings=cfg.block_size,
+            max_position_embeddings=cfg.context_length,
             tie_word_embeddings=True,
             **ids,
         )
@@ -147,7 +152,7 @@ def _tiny_config(cfg: BaseModelConfig, tokenizer: Any) -> Any:
             n_embd=cfg.n_embd,
             n_layer=cfg.n_layer,
             n_head=cfg.n_head,
-            n_positions=cfg.block_size,
+            n_positions=cfg.context_length,
             tie_word_embeddings=True,
             **ids,
         )
@@ -263,7 +268,7 @@ def build_tiny_model(texts: list[str], out_dir: str | Path, cfg: BaseModelConfig
         n_params=sum(p.numel() for p in model.parameters()),
         vocab_size=len(tokenizer),
         version=weights_hash(out),
-        max_length=cfg.block_size,
+        max_length=cfg.context_length,
         pretrain_loss_start=round(loss_start, 4),
         pretrain_loss_end=round(loss_end, 4),
         pretrain_losses=losses,

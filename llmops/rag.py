@@ -114,11 +114,25 @@ def _citation(hit: Mapping[str, Any], names: Mapping[str, str]) -> Citation:
     )
 
 
+class Prompt(str):
+    """A prompt string that remembers its instruction and context, so a local model encodes it
+    exactly as in training (its chat template when it has one; the context, never the
+    instruction, trimmed to the model's window). Endpoints just see the string."""
+
+    instruction: str
+    context: str
+
+    def __new__(cls, text: str, instruction: str, context: str) -> Prompt:
+        obj = super().__new__(cls, text)
+        obj.instruction, obj.context = instruction, context
+        return obj
+
+
 def build_prompt(
     question: str,
     citations: Sequence[Citation],
     max_context_chars: int = DEFAULT_MAX_CONTEXT_CHARS,
-) -> str:
+) -> Prompt:
     """The fine-tuning prompt (``training.format_example``) with the retrieved texts as context.
 
     Chunks are joined best-first by blank lines (the training context is plain chunk text, so no
@@ -139,8 +153,9 @@ def build_prompt(
             break
         parts.append(text[:room])
         used += sep + len(parts[-1])
-    prompt, _ = format_example({"instruction": question, "context": "\n\n".join(parts)})
-    return prompt
+    context = "\n\n".join(parts)
+    prompt, _ = format_example({"instruction": question, "context": context})
+    return Prompt(prompt, question, context)
 
 
 # --------------------------------------------------------------------------- local models
@@ -196,10 +211,12 @@ class LocalGenerator:
         return cls(model, tokenizer, name=name or Path(path).name, version=str(path))
 
     def _encode(self, prompt: str, max_new_tokens: int) -> list[int]:
+        """A ``Prompt`` is encoded as in training (context trimmed to fit); a plain string is
+        cut from the left, keeping the end where the response heading is."""
+        from llmops.training import encode_prompt
+
         tok = self.tokenizer
-        ids = tok(prompt, add_special_tokens=False)["input_ids"]
-        if tok.bos_token_id is not None:
-            ids = [tok.bos_token_id, *ids]
+        room = None
         if self.max_length:
             room = self.max_length - max_new_tokens
             if room < 8:
@@ -207,8 +224,12 @@ class LocalGenerator:
                     f"max_new_tokens={max_new_tokens} leaves {room} prompt tokens in the model's "
                     f"{self.max_length}-token window; lower max_new_tokens"
                 )
-            ids = ids[-room:]
-        return ids
+        if isinstance(prompt, Prompt):
+            return encode_prompt(tok, prompt.instruction, prompt.context, room)
+        ids = tok(prompt, add_special_tokens=False)["input_ids"]
+        if tok.bos_token_id is not None:
+            ids = [tok.bos_token_id, *ids]
+        return ids[-room:] if room else ids
 
     def generate(
         self, prompts: Sequence[str], max_new_tokens: int = 64, batch_size: int = 8
@@ -217,9 +238,16 @@ class LocalGenerator:
 
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        encoded = [self._encode(p, max_new_tokens) for p in prompts]
-        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
-        out: list[Generation | None] = [None] * len(encoded)
+        out: list[Generation | None] = [None] * len(prompts)
+        encoded: list[list[int]] = []
+        for i, prompt in enumerate(prompts):
+            try:
+                encoded.append(self._encode(prompt, max_new_tokens))
+            except ValueError as exc:  # e.g. an instruction longer than the window: this one fails
+                encoded.append([])
+                out[i] = Generation("", 0, 0, 0.0, f"prompt {i}: {exc}")
+        order = sorted((i for i in range(len(encoded)) if out[i] is None),
+                       key=lambda i: len(encoded[i]))
         pad = self.tokenizer.pad_token_id
         eos = self.tokenizer.eos_token_id
         device = next(self.model.parameters()).device

@@ -92,11 +92,13 @@ def run(params: dict[str, Any], log: Log = print, report: Report | None = None) 
 
     split, rows = _eval_rows(dataset_path, params.get("eval_split", "test"),
                              int(params.get("max_eval_examples", 500)))
+    # Same device as training (GPU in bf16 when present) and the same trimmed tokens as the
+    # validation loss (max_length), for base and fine-tuned alike.
     base_model, tok = load_model(base_dir)
-    ppl_base = perplexity(base_model, tok, rows)
+    ppl_base = perplexity(base_model, tok, rows, max_length=cfg.max_length)
     del base_model
     ft_dir = result.merged_dir or result.adapter_dir
-    ppl_ft = perplexity(ft_dir, data=rows)
+    ppl_ft = perplexity(ft_dir, data=rows, max_length=cfg.max_length)
     log(f"{split} perplexity ({len(rows)} examples): base {ppl_base:.3f}, "
         f"fine-tuned {ppl_ft:.3f}")
 
@@ -113,6 +115,8 @@ def run(params: dict[str, Any], log: Log = print, report: Report | None = None) 
         "train_tokens": result.train_tokens,
         "tokens_per_second": result.tokens_per_second,
         "trainable_params": result.trainable_params,
+        "packing": result.packing,
+        "dropped_examples": result.n_dropped_examples,
         "total_params": result.total_params,
         "output_dir": result.output_dir,
         "adapter_dir": result.adapter_dir,

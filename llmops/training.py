@@ -4,13 +4,18 @@ Choices, and why:
 - transformers ``Trainer`` (not a custom loop): it gives checkpoint/resume (optimizer, scheduler,
   RNG and data position), periodic evaluation, early stopping, gradient accumulation and
   bf16/gradient checkpointing on GPU for free; ``bench/bench_training.py`` measures its cost.
-- Sequence packing: tokenised examples are concatenated (each ends with EOS) and cut into
-  ``block_size`` blocks, so no compute is spent on padding. Attention is not masked between
-  packed examples (the usual cheap packing); EOS marks the boundary.
+- Every example is trained whole, with its instruction in view: one that is longer than
+  ``max_length`` has its context trimmed (``encode_example``), never its instruction or the
+  response heading; the model's chat template is used when it has one (instruct models).
+- Padding-free packing (transformers' ``DataCollatorWithFlattening``): a batch becomes one
+  sequence whose position ids restart at each example, so no compute goes to padding and no
+  example attends to another (checked per model by ``packing_isolates_examples``; a model whose
+  attention ignores packed positions falls back to padded batches). No hand-written packer cuts
+  an example across blocks.
 - Loss on the response only (``loss_on="response"``, the default): prompt tokens get label -100,
   so the model learns to answer, not to reproduce instructions. ``perplexity`` scores exactly the
-  same tokens (response + EOS given the prompt), so base and fine-tuned numbers are comparable
-  with the validation loss. ``loss_on="all"`` trains on every token instead.
+  same tokens (response + EOS given the same trimmed prompt), so base and fine-tuned numbers are
+  comparable with the validation loss. ``loss_on="all"`` trains on every token instead.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import json
 import math
 import shutil
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -73,8 +78,8 @@ class TrainConfig:
     batch_size: int = 8
     eval_batch_size: int | None = None
     gradient_accumulation_steps: int = 1
-    block_size: int = 128
-    packing: bool = True
+    max_length: int = 512  # tokens of one example; longer ones have their context trimmed
+    packing: bool = True  # padding-free batches (examples kept whole and isolated)
     loss_on: str = "response"  # response | all
     eval_steps: int = 25  # <= 0: no periodic evaluation and no early stopping
     logging_steps: int = 5
@@ -133,7 +138,9 @@ class TrainResult:
     trainable_params: int
     total_params: int
     n_train_examples: int
-    n_train_blocks: int
+    n_train_rows: int
+    n_dropped_examples: int
+    packing: str  # padding-free | padded | padded (model does not isolate packed examples)
     target_modules: list[str]
     loss_curve_png: str | None
     config: dict[str, Any]
@@ -153,83 +160,137 @@ class TrainResult:
 # --------------------------------------------------------------------------- prompt format
 
 
-def format_example(ex: dict[str, Any]) -> tuple[str, str]:
-    """Prompt and response text of one instruction example (Alpaca-style headings)."""
-    instruction = str(ex.get("instruction") or "").strip()
-    context = str(ex.get("context") or "").strip()
-    prompt = f"### Instruction:\n{instruction}\n\n"
-    if context:
-        prompt += f"### Context:\n{context}\n\n"
-    prompt += "### Response:\n"
-    return prompt, str(ex.get("response") or "").strip()
+class ExampleTooLong(ValueError):
+    """The instruction and the response heading alone do not fit in ``max_length`` tokens."""
+
+
+CONTEXT_MARKER = "\x00LLMOPS_CONTEXT\x00"
+
+
+def prompt_parts(
+    instruction: str, context: str = "", tokenizer: Any = None
+) -> tuple[str, str, str]:
+    """``(head, context, tail)``: the prompt is their concatenation, and only ``context`` may be
+    trimmed to fit a token budget, so the instruction (in ``head``) and the response heading (in
+    ``tail``) always survive.
+
+    A tokenizer with a chat template (instruct models) gets its own format, the user turn
+    holding the instruction and the context; otherwise the Alpaca-style headings are used.
+    """
+    instruction, context = instruction.strip(), context.strip()
+    if tokenizer is not None and getattr(tokenizer, "chat_template", None):
+        content = f"{instruction}\n\nContext:\n{CONTEXT_MARKER}" if context else instruction
+        text = tokenizer.apply_chat_template(
+            [{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True
+        )
+        head, _, tail = text.partition(CONTEXT_MARKER)
+        return (head, context, tail) if context else (text, "", "")
+    head = f"### Instruction:\n{instruction}\n\n"
+    if not context:
+        return head, "", "### Response:\n"
+    return head + "### Context:\n", context, "\n\n### Response:\n"
+
+
+def format_example(ex: Mapping[str, Any], tokenizer: Any = None) -> tuple[str, str]:
+    """Prompt and response text of one instruction example."""
+    head, context, tail = prompt_parts(
+        str(ex.get("instruction") or ""), str(ex.get("context") or ""), tokenizer
+    )
+    return head + context + tail, str(ex.get("response") or "").strip()
+
+
+def _prompt_ids(tokenizer: Any, instruction: str, context: str) -> tuple[list[int], ...]:
+    """Token ids of head, context and tail, each tokenised on its own (the same in training and
+    generation, so trimming the context never changes how the instruction is tokenised)."""
+    head, ctx, tail = prompt_parts(instruction, context, tokenizer)
+    chat = bool(getattr(tokenizer, "chat_template", None))
+    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None and not chat else []
+
+    def enc(text: str) -> list[int]:
+        return tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
+
+    return bos + enc(head), enc(ctx), enc(tail)
+
+
+def encode_prompt(
+    tokenizer: Any, instruction: str, context: str = "", max_tokens: int | None = None
+) -> list[int]:
+    """Prompt token ids whose context is cut at its end to fit ``max_tokens``."""
+    head, ctx, tail = _prompt_ids(tokenizer, instruction, context)
+    if max_tokens is not None:
+        room = max_tokens - len(head) - len(tail)
+        if room < 0:
+            raise ExampleTooLong(
+                f"instruction + response heading take {len(head) + len(tail)} tokens, more than "
+                f"the {max_tokens} available"
+            )
+        ctx = ctx[:room]
+    return head + ctx + tail
 
 
 def encode_example(
-    tokenizer: Any, ex: dict[str, Any], loss_on: str = "response", max_length: int | None = None
+    tokenizer: Any,
+    ex: Mapping[str, Any],
+    loss_on: str = "response",
+    max_length: int | None = None,
 ) -> tuple[list[int], list[int]]:
-    """Token ids and labels of one example: ``[bos] prompt response eos``.
+    """Token ids and labels of one example: ``prompt response eos``, never more than
+    ``max_length`` tokens.
 
-    Labels are -100 on the prompt when ``loss_on="response"``. When too long, the prompt is cut
-    from the left (the context's start goes first) so the response and its heading survive.
+    Labels are -100 on the prompt when ``loss_on="response"``. When too long, the context is
+    trimmed first (its end goes); the response is only cut when it would otherwise take more
+    than half of what the instruction and headings leave. Raises ``ExampleTooLong`` when the
+    instruction and headings alone do not fit.
     """
-    prompt, response = format_example(ex)
-    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+    head, ctx, tail = _prompt_ids(
+        tokenizer, str(ex.get("instruction") or ""), str(ex.get("context") or "")
+    )
+    response = str(ex.get("response") or "").strip()
     eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
-    p_ids = bos + tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    r_ids = tokenizer(response, add_special_tokens=False)["input_ids"] + eos
-    if max_length is not None and len(p_ids) + len(r_ids) > max_length:
-        # The response keeps at least half the window; the prompt keeps its end (the heading).
-        keep_r = min(len(r_ids), max_length - min(len(p_ids), max_length // 2))
-        r_ids = r_ids[:keep_r]
-        p_ids = p_ids[len(p_ids) - (max_length - keep_r) :]
+    r_ids = (tokenizer(response, add_special_tokens=False)["input_ids"] if response else []) + eos
+    if max_length is not None:
+        rest = max_length - len(head) - len(tail)
+        if rest < 1:
+            raise ExampleTooLong(
+                f"instruction + response heading take {len(head) + len(tail)} tokens; "
+                f"max_length is {max_length}"
+            )
+        r_ids = r_ids[: max(rest - len(ctx), rest // 2, 1)]
+        ctx = ctx[: rest - len(r_ids)]
+    p_ids = head + ctx + tail
     ids = p_ids + r_ids
     labels = list(ids) if loss_on == "all" else [IGNORE_INDEX] * len(p_ids) + list(r_ids)
     return ids, labels
 
 
-def pack_examples(
-    encoded: Iterable[tuple[list[int], list[int]]], block_size: int, pad_id: int
-) -> list[dict[str, list[int]]]:
-    """Concatenate examples and cut into full blocks; only the last block carries padding."""
-    ids: list[int] = []
-    labels: list[int] = []
-    for i, lab in encoded:
-        ids.extend(i)
-        labels.extend(lab)
-    blocks = []
-    for start in range(0, len(ids), block_size):
-        chunk, lab = ids[start : start + block_size], labels[start : start + block_size]
-        if all(x == IGNORE_INDEX for x in lab):
-            continue  # a tail of prompt tokens only: nothing to learn from it
-        pad = block_size - len(chunk)
-        blocks.append(
-            {
-                "input_ids": chunk + [pad_id] * pad,
-                "labels": lab + [IGNORE_INDEX] * pad,
-                "attention_mask": [1] * len(chunk) + [0] * pad,
-            }
-        )
-    return blocks
+def encode_split(
+    split: Iterable[Mapping[str, Any]], tokenizer: Any, cfg: TrainConfig
+) -> tuple[list[dict[str, list[int]]], list[str]]:
+    """One row per example (never split, never merged) and the reasons examples were dropped.
 
-
-def unpacked_examples(
-    encoded: Iterable[tuple[list[int], list[int]]],
-) -> list[dict[str, list[int]]]:
-    """One row per example (padded per batch by the collator): the naive baseline."""
-    return [
-        {"input_ids": i, "labels": lab, "attention_mask": [1] * len(i)}
-        for i, lab in encoded
-        if any(x != IGNORE_INDEX for x in lab)
-    ]
+    Rows are unpadded; the collator either flattens a batch into one padding-free sequence
+    (``packing``) or pads it.
+    """
+    rows: list[dict[str, list[int]]] = []
+    dropped: list[str] = []
+    for i, ex in enumerate(split):
+        try:
+            ids, labels = encode_example(tokenizer, ex, cfg.loss_on, cfg.max_length)
+        except ExampleTooLong as exc:
+            dropped.append(f"example {i}: {exc}")
+            continue
+        if any(x != IGNORE_INDEX for x in labels):
+            rows.append({"input_ids": ids, "labels": labels})
+    return rows, dropped
 
 
 class PadCollator:
-    """Pads a batch to its longest row (packed blocks are already equal length)."""
+    """Pads a batch to its longest row: the baseline when packing is off or unsupported."""
 
     def __init__(self, pad_id: int) -> None:
         self.pad_id = pad_id
 
-    def __call__(self, rows: Sequence[dict[str, list[int]]]) -> dict[str, Any]:
+    def __call__(self, rows: Sequence[Mapping[str, list[int]]]) -> dict[str, Any]:
         import torch
 
         width = max(len(r["input_ids"]) for r in rows)
@@ -240,8 +301,43 @@ class PadCollator:
         return {
             "input_ids": pad("input_ids", self.pad_id),
             "labels": pad("labels", IGNORE_INDEX),
-            "attention_mask": pad("attention_mask", 0),
+            "attention_mask": torch.tensor(
+                [[1] * len(r["input_ids"]) + [0] * (width - len(r["input_ids"])) for r in rows]
+            ),
         }
+
+
+def flattening_collator() -> Any:
+    """Padding-free packing: the batch becomes one sequence whose ``position_ids`` restart at
+    every example, which transformers turns into a block-diagonal attention mask (examples never
+    attend to each other; ``packing_isolates_examples`` verifies it for the model at hand)."""
+    from transformers import DataCollatorWithFlattening
+
+    return DataCollatorWithFlattening(return_position_ids=True, separator_id=IGNORE_INDEX)
+
+
+def packing_isolates_examples(model: Any) -> bool:
+    """True when the model's logits for an example are the same packed after another example
+    as alone: its attention honours packed ``position_ids``. Called as training calls the model
+    (its config's ``use_cache``: with a cache, transformers does not isolate packed examples)."""
+    import torch
+
+    vocab = int(model.config.vocab_size)
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randint(4, vocab, (1, 7), generator=gen)
+    b = torch.randint(4, vocab, (1, 9), generator=gen)
+    packed = torch.cat([a, b], dim=1)
+    positions = torch.cat([torch.arange(7), torch.arange(9)]).unsqueeze(0)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            alone = model(input_ids=b).logits
+            together = model(input_ids=packed, position_ids=positions).logits[:, 7:]
+    finally:
+        model.train(was_training)
+    atol = 1e-4 if alone.dtype == torch.float32 else 5e-2
+    return bool(torch.allclose(alone.float(), together.float(), atol=atol))
 
 
 # --------------------------------------------------------------------------- validation
@@ -297,8 +393,8 @@ def validate(cfg: TrainConfig, model_dir: str | Path, dataset_path: str | Path) 
         problems.append(f"loss_on {cfg.loss_on!r}: expected 'response' or 'all'")
     if cfg.batch_size < 1 or cfg.gradient_accumulation_steps < 1:
         problems.append("batch_size and gradient_accumulation_steps must be >= 1")
-    if cfg.block_size < 8:
-        problems.append(f"block_size must be >= 8 (got {cfg.block_size})")
+    if cfg.max_length < 8:
+        problems.append(f"max_length must be >= 8 (got {cfg.max_length})")
     if cfg.max_steps <= 0 and cfg.num_epochs <= 0:
         problems.append("set max_steps > 0 or num_epochs > 0")
     save_steps = cfg.save_steps or cfg.eval_steps
@@ -320,9 +416,9 @@ def validate(cfg: TrainConfig, model_dir: str | Path, dataset_path: str | Path) 
         max_pos = getattr(skeleton.config, "max_position_embeddings", None) or getattr(
             skeleton.config, "n_positions", None
         )
-        if max_pos and cfg.block_size > max_pos:
+        if max_pos and cfg.max_length > max_pos:
             problems.append(
-                f"block_size {cfg.block_size} exceeds the model's context length {max_pos}"
+                f"max_length {cfg.max_length} exceeds the model's context length {max_pos}"
             )
         targets = resolve_target_modules(cfg, arch)
         facts["target_modules"] = targets
@@ -442,17 +538,6 @@ def _device_flags(cfg: TrainConfig) -> tuple[bool, bool, bool]:
     return cuda, bool(bf16) and cuda, bool(gc)
 
 
-def build_rows(
-    split: Any, tokenizer: Any, cfg: TrainConfig
-) -> list[dict[str, list[int]]]:
-    """Tokenised training rows of a split: packed blocks or one padded row per example."""
-    max_len = cfg.block_size if not cfg.packing else None
-    encoded = (encode_example(tokenizer, ex, cfg.loss_on, max_len) for ex in split)
-    if cfg.packing:
-        return pack_examples(encoded, cfg.block_size, tokenizer.pad_token_id)
-    return unpacked_examples(encoded)
-
-
 def load_tokenizer(model_dir: str | Path) -> Any:
     """Tokenizer with a pad token (many causal LMs ship without one: reuse EOS)."""
     from transformers import AutoTokenizer
@@ -500,17 +585,26 @@ def train_lora(
     set_seed(cfg.seed)
     tokenizer = load_tokenizer(base_model_dir)
     dsd = load_from_disk(str(dataset_path))
-    train_rows = build_rows(dsd["train"], tokenizer, cfg)
-    eval_rows = build_rows(dsd["validation"], tokenizer, cfg)
+    train_rows, dropped = encode_split(dsd["train"], tokenizer, cfg)
+    eval_rows, eval_dropped = encode_split(dsd["validation"], tokenizer, cfg)
     if not train_rows or not eval_rows:
         raise TrainConfigError(
-            f"dataset {dataset_path}: no trainable tokens after tokenisation "
-            f"(train rows {len(train_rows)}, validation rows {len(eval_rows)})"
+            f"dataset {dataset_path}: no trainable example within max_length={cfg.max_length} "
+            f"(train rows {len(train_rows)}, validation rows {len(eval_rows)}); "
+            f"first problems: {(dropped + eval_dropped)[:3]}"
         )
 
     model = AutoModelForCausalLM.from_pretrained(
         base_model_dir, dtype=torch.bfloat16 if bf16 else torch.float32
     )
+    # No KV cache while training: besides wasting memory, a cache makes transformers ignore
+    # packed position ids and let packed examples attend to each other.
+    model.config.use_cache = False
+    packing = "padded"
+    if cfg.packing:
+        packing = "padding-free" if packing_isolates_examples(model) else (
+            "padded (model does not isolate packed examples)"
+        )
     targets = facts["target_modules"]
     lora = LoraConfig(
         r=cfg.lora_r,
@@ -587,7 +681,8 @@ def train_lora(
         args=args,
         train_dataset=Dataset.from_list(train_rows),
         eval_dataset=Dataset.from_list(eval_rows) if evaluate else None,
-        data_collator=PadCollator(tokenizer.pad_token_id),
+        data_collator=flattening_collator() if packing == "padding-free"
+        else PadCollator(tokenizer.pad_token_id),
         callbacks=callbacks,
     )
     trainer.remove_callback(PrinterCallback)  # logs go to on_log; no duplicate dict prints
@@ -647,7 +742,9 @@ def train_lora(
         trainable_params=trainable,
         total_params=total,
         n_train_examples=len(dsd["train"]),
-        n_train_blocks=len(train_rows),
+        n_train_rows=len(train_rows),
+        n_dropped_examples=len(dropped) + len(eval_dropped),
+        packing=packing,
         target_modules=list(targets) if isinstance(targets, list) else [targets],
         loss_curve_png=str(png) if png else None,
         config=config,
@@ -655,6 +752,7 @@ def train_lora(
         log_history=history,
     )
     (out / "train_result.json").write_text(json.dumps(result.to_dict(), indent=1, default=str))
+    prune_checkpoints(out)
     return result
 
 
@@ -735,17 +833,35 @@ def plot_loss_curve(history: list[dict[str, Any]], path: str | Path) -> Path | N
 # --------------------------------------------------------------------------- perplexity
 
 
-def load_model(model_dir: str | Path) -> tuple[Any, Any]:
-    """Model + tokenizer from a full model folder or a LoRA adapter folder (base from config)."""
+def inference_device() -> tuple[str, Any]:
+    """Where evaluation runs: the training device (a CUDA GPU, in bf16 when it supports it),
+    else the CPU in fp32."""
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda", torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return "cpu", torch.float32
+
+
+def load_model(model_dir: str | Path, device: str | None = None) -> tuple[Any, Any]:
+    """Model + tokenizer from a full model folder or a LoRA adapter folder (base from config),
+    on ``device`` (default: ``inference_device()``)."""
     from transformers import AutoModelForCausalLM
 
+    auto_device, dtype = inference_device()
+    device = device or auto_device
+    if device == "cpu":
+        import torch
+
+        dtype = torch.float32
     path = Path(model_dir)
     if (path / "adapter_config.json").is_file():
         from peft import AutoPeftModelForCausalLM
 
-        model = AutoPeftModelForCausalLM.from_pretrained(str(path))
+        model = AutoPeftModelForCausalLM.from_pretrained(str(path), dtype=dtype)
     else:
-        model = AutoModelForCausalLM.from_pretrained(str(path))
+        model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype)
+    model.to(device)
     model.eval()
     return model, load_tokenizer(path)
 
@@ -785,7 +901,10 @@ def perplexity(
             ids = ids[:limit] if limit else ids
             rows.append((ids, [IGNORE_INDEX, *ids[1:]]))
         else:
-            rows.append(encode_example(tokenizer, item, "response", limit))
+            try:
+                rows.append(encode_example(tokenizer, item, "response", limit))
+            except ExampleTooLong:
+                continue  # training drops it too (encode_split): the same tokens are scored
     if not rows:
         raise ValueError("perplexity: no texts or examples given")
     collate = PadCollator(tokenizer.pad_token_id)
@@ -815,9 +934,23 @@ def perplexity(
     return math.exp(nll / count)
 
 
-def clean_checkpoints(output_dir: str | Path) -> None:
-    """Remove checkpoints once the run's outputs are safely logged (they can be large)."""
-    shutil.rmtree(Path(output_dir) / CHECKPOINT_DIR, ignore_errors=True)
+def prune_checkpoints(output_dir: str | Path) -> list[Path]:
+    """After a successful run: keep only the last complete checkpoint (it can resume or audit
+    the run) and the best one it points to (the weights that were saved), and drop older ones
+    and the folders set aside for other configs; returns what was removed. Checkpoints hold
+    optimizer state and can be several times the size of the adapter."""
+    out = Path(output_dir)
+    last = last_complete_checkpoint(out / CHECKPOINT_DIR)
+    keep = {last}
+    if last is not None:
+        best = json.loads((last / "trainer_state.json").read_text()).get("best_model_checkpoint")
+        keep.add(Path(best) if best else last)
+    removed = [sub for sub in sorted((out / CHECKPOINT_DIR).glob("checkpoint-*"))
+               if sub not in keep]
+    removed.extend(p for p in out.glob(f"{CHECKPOINT_DIR}-*") if p.is_dir())
+    for path in removed:
+        shutil.rmtree(path, ignore_errors=True)
+    return removed
 
 
 __all__ = [
@@ -826,11 +959,14 @@ __all__ = [
     "TrainConfigError",
     "TrainResult",
     "encode_example",
+    "encode_prompt",
+    "encode_split",
     "format_example",
     "last_complete_checkpoint",
     "load_model",
-    "pack_examples",
     "perplexity",
+    "prompt_parts",
+    "prune_checkpoints",
     "train_lora",
     "validate",
 ]

@@ -29,7 +29,7 @@ class TrainerResource(dg.ConfigurableResource):
     max_steps: int = 150
     batch_size: int = 8
     gradient_accumulation_steps: int = 1
-    block_size: int = 128
+    max_length: int = 512  # tokens per example (instruction + context + response)
     eval_steps: int = 25
     early_stopping_patience: int = 3
     seed: int = 13
@@ -46,7 +46,7 @@ class TrainerResource(dg.ConfigurableResource):
             "max_steps": self.max_steps,
             "batch_size": self.batch_size,
             "gradient_accumulation_steps": self.gradient_accumulation_steps,
-            "block_size": self.block_size,
+            "max_length": self.max_length,
             "eval_steps": self.eval_steps,
             "early_stopping_patience": self.early_stopping_patience,
             "seed": self.seed,

@@ -64,7 +64,7 @@ def setup(tmp_path_factory):
         ),
         "trainer": TrainerResource(
             base_model="tiny", tiny_vocab_size=512, tiny_pretrain_steps=40, max_steps=20,
-            eval_steps=10, block_size=64, batch_size=8,
+            eval_steps=10, max_length=256, batch_size=8,
         ),
         "evaluation": EvaluationResource(max_samples=16, max_new_tokens=12, batch_size=8,
                                          price_in_per_1k=0.5, price_out_per_1k=1.5),

@@ -37,7 +37,7 @@ def resources(tmp_path, tmp_path_factory):
             base_model=shared_tiny_base(tmp_path_factory.getbasetemp()).path,
             max_steps=40,
             eval_steps=10,
-            block_size=64,
+            max_length=256,
             batch_size=8,
         ),
     }

@@ -82,7 +82,7 @@ def test_local_folder_is_described_without_rebuilding(tiny: BaseModelInfo) -> No
     assert info.arch == "llama"
     assert info.n_params == tiny.n_params
     assert info.version == tiny.version
-    assert info.max_length == TEST_BASE["block_size"]
+    assert info.max_length == BaseModelConfig().context_length
 
 
 def test_missing_local_folder_is_a_clear_error(tmp_path: Path) -> None:

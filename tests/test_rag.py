@@ -82,13 +82,21 @@ def test_batched_generation_equals_one_by_one(local_generator):
     assert all(g.error is None and g.tokens_in > 0 and 0 < g.tokens_out <= 12 for g in batched)
 
 
-def test_long_prompts_are_cut_from_the_left_to_fit_the_window(local_generator):
+def test_long_prompts_lose_context_not_their_question(local_generator):
     window = local_generator.max_length
     long = build_prompt("Q?", [_cit("word " * 2000)], max_context_chars=10_000)
     (gen,) = local_generator.generate([long], max_new_tokens=16)
     assert gen.error is None and gen.tokens_in == window - 16
-    with pytest.raises(ValueError, match="max_new_tokens"):
-        local_generator.generate([long], max_new_tokens=window)
+    text = local_generator.tokenizer.decode(local_generator._encode(long, 16),
+                                            skip_special_tokens=True)
+    assert text.startswith("### Instruction:\nQ?\n\n### Context:\nword word")
+    assert text.endswith("\n\n### Response:\n")  # the context is cut at its end
+    # a request that cannot fit fails alone; the others in the batch are answered
+    short = build_prompt("Hi?", [])
+    bad, good = local_generator.generate([long, short], max_new_tokens=window)
+    assert "max_new_tokens" in bad.error and good.error is not None  # both too long here
+    ok, fine = local_generator.generate([long, short], max_new_tokens=16)
+    assert ok.error is None and fine.error is None
 
 
 # --------------------------------------------------------------------------- endpoint

@@ -126,7 +126,7 @@ def test_entry_point_through_dagster_pipes(
 
     ds_path, ds_version = dataset
     extras: dict[str, Any] = {
-        "train": {"max_steps": 20, "eval_steps": 10, "batch_size": 8, "block_size": 128},
+        "train": {"max_steps": 20, "eval_steps": 10, "batch_size": 8, "max_length": 256},
         "base_model_dir": tiny.path,
         "base_model_version": tiny.version,
         "dataset_path": str(ds_path),
