@@ -9,7 +9,7 @@ from typing import Any
 
 import dagster as dg
 
-from assets.dataset import instruction_dataset
+from assets.dataset import DATASET_CHECKS, instruction_dataset
 from assets.ingestion import extracted_pages
 from assets.partitions import documents_partitions
 from assets.structuring import chunk_embeddings, chunks
@@ -21,11 +21,6 @@ warnings.filterwarnings(
     "ignore", message=".*partitions_def on an AssetCheckSpec", category=dg.PreviewWarning
 )
 
-DATASET_CHECKS = {
-    "no_empty_fields": "every example has an instruction, a context and a response",
-    "no_leakage": "no document, context or response appears in two splits",
-    "minimum_size": "enough training examples to be worth a training run",
-}
 
 
 def _result(result: Any, severity: dg.AssetCheckSeverity) -> dg.AssetCheckResult:

@@ -10,6 +10,14 @@ from resources.knowledge import VectorStoreResource
 from resources.llm import DatasetBuilderResource, LLMEndpointResource
 from resources.mlflow import MLflowResource
 
+# The blocking checks of a dataset version (assets/checks.py); training uses only versions
+# that passed all of them.
+DATASET_CHECKS = {
+    "no_empty_fields": "every example has an instruction, a context and a response",
+    "no_leakage": "no document, context or response appears in two splits",
+    "minimum_size": "enough training examples to be worth a training run",
+}
+
 
 @dg.asset(
     ins={"chunks": ALL_DOCUMENTS, "entities": ALL_DOCUMENTS},
@@ -28,11 +36,7 @@ def instruction_dataset(
     mlflow: MLflowResource,
 ) -> dg.MaterializeResult:
     """QA, summarisation, entity and table-lookup pairs, split by document, content-versioned."""
-    from llmops.dataset import (
-        BuildConfig,
-        build_instruction_dataset,
-        log_dataset_to_mlflow,
-    )
+    from llmops.dataset import BuildConfig, build_instruction_dataset
 
     _, rows, by_chunk = current_corpus(context, chunks, entities)
     if not rows:
@@ -48,14 +52,8 @@ def instruction_dataset(
     path = data_root() / "datasets" / build.version
     if not path.exists():  # content-addressed: an identical dataset is never written twice
         build.dataset_dict.save_to_disk(str(path))
-    mlflow.activate()
-    import mlflow as mlf
-
-    with mlf.start_run(
-        run_name=f"dataset-{build.version}",
-        tags={"dagster_run_id": context.run.run_id, "stage": "dataset"},
-    ) as run:
-        log_dataset_to_mlflow(build.dataset_dict, build.version, name="instruction_dataset")
+    experiment_id = mlflow.activate()
+    run_id = dataset_run(build, context.run.run_id, context.asset_key.to_user_string())
     splits = {name: len(ds) for name, ds in build.dataset_dict.items()}
     return dg.MaterializeResult(
         metadata={
@@ -66,10 +64,31 @@ def instruction_dataset(
             **{f"{k}_examples": v for k, v in splits.items()},
             "stats": dg.MetadataValue.json(build.stats),
             "sample": dg.MetadataValue.md(_sample(build.dataset_dict["train"])),
-            "mlflow_run_id": run.info.run_id,
+            "mlflow_run_id": run_id,
+            "mlflow_run": dg.MetadataValue.url(mlflow.run_url(run_id, experiment_id)),
         },
         data_version=dg.DataVersion(build.version),
     )
+
+
+def dataset_run(build: Any, dagster_run_id: str, asset_key: str) -> str:
+    """The MLflow run of this dataset version: one per version, however often it is
+    materialized (an unchanged corpus rebuilds the same version)."""
+    import mlflow as mlf
+
+    from llmops.dataset import log_dataset_to_mlflow
+
+    found = mlf.search_runs(
+        filter_string=f"tags.stage = 'dataset' AND tags.dataset_version = '{build.version}'",
+        max_results=1, output_format="list",
+    )
+    if found:
+        return found[0].info.run_id
+    tags = {"dagster_run_id": dagster_run_id, "dagster_asset_key": asset_key,
+            "stage": "dataset", "dataset_version": build.version}
+    with mlf.start_run(run_name=f"dataset-{build.version}", tags=tags) as run:
+        log_dataset_to_mlflow(build.dataset_dict, build.version, name="instruction_dataset")
+    return run.info.run_id
 
 
 def _generator(builder: DatasetBuilderResource, llm: LLMEndpointResource) -> Any:

@@ -1,12 +1,14 @@
 """Fine-tuning: a base model and a LoRA challenger trained out of process, tracked in MLflow."""
 
 import json
+import math
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
-from assets.dataset import instruction_dataset
+from assets.dataset import DATASET_CHECKS, instruction_dataset
 from assets.structuring import chunk_embeddings
 from llmops.paths import data_root
 from resources.knowledge import VectorStoreResource
@@ -22,11 +24,42 @@ def upstream_metadata(context: dg.AssetExecutionContext, asset: dg.AssetsDefinit
     return {k: v.value for k, v in event.asset_materialization.metadata.items()}
 
 
+def checked_metadata(
+    context: dg.AssetExecutionContext, asset: dg.AssetsDefinition, checks: Iterable[str]
+) -> dict:
+    """Metadata of the newest materialization of ``asset`` that passed every check in
+    ``checks``.
+
+    The latest materialization is not enough: a dataset version that failed a blocking check
+    (a leak, empty fields) stays the latest until the next build, and a later training run
+    must not pick it up.
+    """
+    check_keys = [dg.AssetCheckKey(asset.key, name) for name in checks]
+    storage = context.instance.event_log_storage
+    verdicts: dict[int, list[bool]] = {}
+    for key in check_keys:
+        for record in storage.get_asset_check_execution_history(key, limit=50):
+            evaluation = record.evaluation
+            if evaluation is None or evaluation.target_materialization_data is None:
+                continue
+            target = evaluation.target_materialization_data.storage_id
+            verdicts.setdefault(target, []).append(evaluation.passed)
+    records = context.instance.fetch_materializations(asset.key, limit=50).records
+    for record in records:
+        seen = verdicts.get(record.storage_id, [])
+        if len(seen) >= len(check_keys) and all(seen):
+            return {k: v.value for k, v in record.asset_materialization.metadata.items()}
+    raise dg.Failure(
+        f"{asset.key.to_user_string()}: none of its last {len(records)} materializations passed "
+        f"all of its checks {[k.name for k in check_keys]}; fix the data and materialize it again"
+    )
+
+
 def _held_out_documents(context: dg.AssetExecutionContext) -> set[str]:
     """Document ids of the instruction dataset's validation and test splits."""
     from datasets import load_from_disk
 
-    dataset = upstream_metadata(context, instruction_dataset)
+    dataset = checked_metadata(context, instruction_dataset, DATASET_CHECKS)
     dsd = load_from_disk(str(dataset["path"]))
     return {d for split in ("validation", "test") if split in dsd for d in dsd[split]["doc_id"]}
 
@@ -110,8 +143,12 @@ def finetuned_model(
     trainer: TrainerResource,
     mlflow: MLflowResource,
 ) -> dg.MaterializeResult:
-    """LoRA fine-tune, run out of process through Dagster Pipes; registered as `challenger`."""
-    dataset = upstream_metadata(context, instruction_dataset)
+    """LoRA fine-tune, run out of process through Dagster Pipes; registered as `challenger`.
+
+    Trains on the newest dataset version whose checks passed; the MLflow run is opened when
+    training starts and linked both ways (run tags name this asset and Dagster run; the
+    materialization links to the run and shows the loss curve)."""
+    dataset = checked_metadata(context, instruction_dataset, DATASET_CHECKS)
     base = upstream_metadata(context, base_model)
     run_dir = data_root() / "models" / "finetuned" / f"{base['version']}-{dataset['version']}"
     extras: dict[str, Any] = {
@@ -123,9 +160,40 @@ def finetuned_model(
         "output_dir": str(run_dir),  # same dir on re-run: training resumes from its checkpoints
         "registered_model": mlflow.registered_model,
         "dagster_run_id": context.run.run_id,
+        "asset_key": context.asset_key.to_user_string(),
+        "mlflow_ui_url": mlflow.resolved_ui_url,
     }
     context.log.info(f"training config: {json.dumps(extras, default=str)}")
     client = trainer.pipes_client(env=mlflow.env())
     return client.run(
         command=trainer.command(), context=context, extras=extras, **trainer.launch_kwargs()
     ).get_materialize_result()
+
+
+@dg.asset_check(asset=finetuned_model, blocking=True)
+def finetuned_beats_base(
+    context: dg.AssetCheckExecutionContext, mlflow: MLflowResource
+) -> dg.AssetCheckResult:
+    """The challenger's held-out perplexity is finite and below its base model's.
+
+    Blocking: a fine-tune that made the model worse (or diverged to NaN) stops the run before
+    anything downstream uses it, and its registered version is tagged as failed."""
+    event = context.instance.get_latest_materialization_event(finetuned_model.key)
+    if event is None or event.asset_materialization is None:
+        return dg.AssetCheckResult(passed=False, metadata={"reason": "never materialized"})
+    meta = {k: v.value for k, v in event.asset_materialization.metadata.items()}
+    split = meta.get("eval_split", "test")
+    tuned, base = meta.get(f"{split}_perplexity"), meta.get(f"{split}_perplexity_base")
+    finite = all(isinstance(v, int | float) and math.isfinite(v) for v in (tuned, base))
+    passed = finite and tuned < base
+    version, model = meta.get("model_version"), meta.get("registered_model")
+    if version and model:
+        from llmops.registry import tag_version
+
+        mlflow.activate()
+        tag_version(str(model), str(version), {"llmops.check.beats_base": str(passed).lower()})
+    return dg.AssetCheckResult(
+        passed=passed,
+        metadata={f"{split}_perplexity": tuned, f"{split}_perplexity_base": base,
+                  "finite": finite, "model_version": str(version or "")},
+    )

@@ -232,6 +232,68 @@ def _log_dataset(dataset_path: str, dataset_version: str) -> None:
             mlflow.log_input(ds, context=context)
 
 
+def training_tags(
+    *,
+    dataset_version: str,
+    base_model_dir: str,
+    base_model_version: str,
+    dagster_run_id: str | None = None,
+    asset_key: str | None = None,
+) -> dict[str, str]:
+    """Tags tying a training run (and its model version) to its inputs, code and Dagster."""
+    commit = git_commit()
+    tags = {
+        "llmops.kind": "lora",
+        "dataset_version": dataset_version,
+        "base_model": base_model_dir,
+        "base_model_version": base_model_version,
+        "dagster_run_id": dagster_run_id or "",
+        "dagster_asset_key": asset_key or "",
+        "git_commit": commit or "",
+    }
+    if commit:
+        tags["mlflow.source.git.commit"] = commit
+    return tags
+
+
+@dataclass
+class LiveRun:
+    """An MLflow run opened when training starts; every Trainer log goes in as it happens."""
+
+    run_id: str
+    experiment_id: str
+
+    def log_step(self, entry: Mapping[str, Any]) -> None:
+        """One Trainer log entry at its step, stamped with the time it was logged."""
+        from mlflow.entities import Metric
+
+        now = int(datetime.now(UTC).timestamp() * 1000)
+        step = int(entry.get("step", 0))
+        metrics = [
+            Metric(key, float(value), now, step)
+            for key in PER_STEP_METRICS
+            if isinstance(value := entry.get(key), int | float) and math.isfinite(value)
+        ]
+        if metrics:
+            _client().log_batch(self.run_id, metrics=metrics)
+
+    def end(self, status: str) -> None:
+        _client().set_terminated(self.run_id, status=status)
+
+
+def start_training_run(
+    experiment_id: str, run_name: str, tags: Mapping[str, str], params: Mapping[str, Any]
+) -> LiveRun:
+    """Open the training run (``experiment_id`` from ``configure``) with its params and tags."""
+    from mlflow.entities import Param
+
+    client = _client()
+    run = client.create_run(experiment_id, run_name=run_name, tags=dict(tags))
+    client.log_batch(run.info.run_id,
+                     params=[Param(k, v) for k, v in _flat_params(params).items()])
+    return LiveRun(run.info.run_id, experiment_id)
+
+
 def log_training_run(
     result: Any,
     *,
@@ -246,49 +308,42 @@ def log_training_run(
     registry_uri: str | None = None,
     experiment: str | None = None,
     alias: str = CHALLENGER,
+    run_id: str | None = None,
+    asset_key: str | None = None,
 ) -> RegisteredRun:
     """Log a finished LoRA run and register its model as a new version aliased ``challenger``.
 
-    ``result`` is a ``TrainResult`` (or its dict). Logged: config as params, per-step loss /
-    learning_rate / eval_loss, final ``metrics`` (e.g. test perplexities), dataset splits as
-    inputs (digest = dataset version), adapter/tokenizer/config/loss-curve artifacts, and tags
-    tying the run to the dataset version, base model, git commit and Dagster run.
+    ``result`` is a ``TrainResult`` (or its dict). ``run_id``: the run ``start_training_run``
+    opened, which already holds the config and the live per-step metrics; without it a new run
+    gets them from the log history. Logged: final ``metrics`` (e.g. test perplexities), dataset
+    splits as inputs (digest = dataset version), adapter/tokenizer/config/loss-curve artifacts,
+    and tags tying the run to the dataset version, base model, git commit and Dagster.
     """
     import mlflow
 
     res = result if isinstance(result, dict) else result.to_dict()
     experiment_id = configure(tracking_uri, registry_uri, experiment)
-    commit = git_commit()
-    tags = {
-        "llmops.kind": "lora",
-        "dataset_version": dataset_version,
-        "base_model": base_model_dir,
-        "base_model_version": base_model_version,
-        "dagster_run_id": dagster_run_id or "",
-        "git_commit": commit or "",
-    }
-    if commit:
-        tags["mlflow.source.git.commit"] = commit
+    tags = training_tags(dataset_version=dataset_version, base_model_dir=base_model_dir,
+                         base_model_version=base_model_version, dagster_run_id=dagster_run_id,
+                         asset_key=asset_key)
     final = {k: float(v) for k, v in (metrics or {}).items() if v is not None}
     for key in ("train_loss", "eval_loss_start", "eval_loss_best", "eval_loss_final",
                 "tokens_per_second", "train_runtime_s"):
         if isinstance(res.get(key), int | float):
             final.setdefault(key, float(res[key]))
     out = Path(res["output_dir"])
-    with mlflow.start_run(run_name=f"lora-{dataset_version[:8]}", tags=tags) as run:
-        mlflow.log_params(
-            {
-                **_flat_params(res.get("config", {})),
-                "base_model_dir": base_model_dir,
-                "dataset_path": dataset_path,
-                "trainable_params": res.get("trainable_params"),
-                "resumed_from_step": res.get("resumed_step", 0),
-            }
-        )
+    opened = (mlflow.start_run(run_id=run_id) if run_id
+              else mlflow.start_run(run_name=f"lora-{dataset_version[:8]}", tags=tags))
+    with opened as run:
         client = mlflow.MlflowClient()
-        step_metrics = _step_metrics(res.get("log_history", []))
-        for start in range(0, len(step_metrics), 900):
-            client.log_batch(run.info.run_id, metrics=step_metrics[start : start + 900])
+        if run_id is None:
+            mlflow.log_params({**_flat_params(res.get("config", {})),
+                               "base_model_dir": base_model_dir, "dataset_path": dataset_path})
+            step_metrics = _step_metrics(res.get("log_history", []))
+            for start in range(0, len(step_metrics), 900):
+                client.log_batch(run.info.run_id, metrics=step_metrics[start : start + 900])
+        mlflow.log_params({"trainable_params": res.get("trainable_params"),
+                           "resumed_from_step": res.get("resumed_step", 0)})
         mlflow.log_metrics(final)
         _log_dataset(dataset_path, dataset_version)
         mlflow.log_artifacts(res["adapter_dir"], artifact_path="adapter")

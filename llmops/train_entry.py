@@ -9,7 +9,8 @@ final metrics. Without Pipes it runs standalone for debugging::
 
 Parameters (extras or the JSON file): ``train`` (TrainConfig fields), ``base_model_dir``,
 ``base_model_version``, ``dataset_path``, ``dataset_version``, ``output_dir``,
-``registered_model``, ``dagster_run_id``; optional ``mlflow`` (default true),
+``registered_model``, ``dagster_run_id``, ``asset_key``, ``mlflow_ui_url``; optional ``mlflow``
+(default true),
 ``tracking_uri``, ``experiment``, ``eval_split`` (default test), ``max_eval_examples``.
 MLflow settings otherwise come from the MLFLOW_* environment the launcher sets.
 """
@@ -17,6 +18,7 @@ MLflow settings otherwise come from the MLFLOW_* environment the launcher sets.
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import sys
 import time
@@ -64,12 +66,16 @@ def _already_registered(out: Path, fingerprint: str) -> dict[str, Any] | None:
 
 
 def run(params: dict[str, Any], log: Log = print, report: Report | None = None) -> dict[str, Any]:
-    """Validate -> train (resuming) -> base vs fine-tuned perplexity -> MLflow; returns metrics."""
+    """Validate -> open the MLflow run -> train (resuming, metrics logged live) -> base vs
+    fine-tuned perplexity -> register; returns metrics.
+
+    The MLflow run is opened before the first step so a failed run ends FAILED and a killed one
+    stays RUNNING with every step it logged: its trace is there either way.
+    """
     missing = [k for k in REQUIRED if not params.get(k)]
     if missing:
         raise ValueError(f"train_entry: missing parameter(s) {missing}; got {sorted(params)}")
-    from llmops.base_model import weights_hash
-    from llmops.training import TrainConfig, load_model, perplexity, train_lora, validate
+    from llmops.training import TrainConfig, validate
 
     cfg = TrainConfig.from_dict(dict(params["train"]))
     base_dir, dataset_path = str(params["base_model_dir"]), str(params["dataset_path"])
@@ -77,17 +83,101 @@ def run(params: dict[str, Any], log: Log = print, report: Report | None = None) 
     facts = validate(cfg, base_dir, dataset_path)
     log(f"validated: arch={facts['arch']} targets={facts['target_modules']} "
         f"splits={facts.get('splits')}")
+    use_mlflow = bool(params.get("mlflow", True) and params.get("registered_model"))
+    fingerprint = cfg.fingerprint(base_dir, dataset_path)
+    if not use_mlflow:
+        return _finish(out, params, _train_and_score(params, cfg, log, report, live=None))
+
+    from llmops import registry
+
+    experiment_id = registry.configure(params.get("tracking_uri"), params.get("registry_uri"),
+                                       params.get("experiment"))
+    done = _already_registered(out, fingerprint)
+    if done:
+        log(f"already registered as {done['model_name']} v{done['version']}; not again")
+        metrics = _train_and_score(params, cfg, log, report, live=None)
+        metrics.update({k: done[k] for k in ("mlflow_run_id", "model_version", "model_uri")})
+        return _finish(out, params, metrics)
+    live = registry.start_training_run(
+        experiment_id,
+        run_name=f"lora-{str(params.get('dataset_version', ''))[:8]}",
+        tags=registry.training_tags(
+            dataset_version=str(params.get("dataset_version", "")),
+            base_model_dir=base_dir,
+            base_model_version=str(params.get("base_model_version", "")),
+            dagster_run_id=params.get("dagster_run_id"),
+            asset_key=params.get("asset_key"),
+        ),
+        params={**cfg.to_dict(), "target_modules": facts["target_modules"],
+                "base_model_dir": base_dir, "dataset_path": dataset_path},
+    )
+    log(f"MLflow run {live.run_id} open; metrics are logged as training goes")
+    try:
+        metrics = _train_and_score(params, cfg, log, report, live=live)
+        reg = registry.log_training_run(
+            metrics.pop("_result"),
+            model_name=params["registered_model"],
+            base_model_dir=base_dir,
+            base_model_version=str(params.get("base_model_version", "")),
+            dataset_path=dataset_path,
+            dataset_version=str(params.get("dataset_version", "")),
+            metrics={k: v for k, v in metrics.items()
+                     if k.endswith(("perplexity", "perplexity_base", "ratio"))},
+            dagster_run_id=params.get("dagster_run_id"),
+            run_id=live.run_id,
+            asset_key=params.get("asset_key"),
+        )
+    except BaseException:
+        live.end("FAILED")
+        raise
+    live.end("FINISHED")
+    metrics.update(mlflow_run_id=reg.run_id, model_version=reg.version, model_uri=reg.model_uri,
+                   mlflow_experiment_id=reg.experiment_id)
+    (out / "registered.json").write_text(json.dumps(
+        {"fingerprint": fingerprint, "model_name": reg.model_name,
+         "version": reg.version, "mlflow_run_id": reg.run_id,
+         "model_version": reg.version, "model_uri": reg.model_uri}
+    ))
+    log(f"MLflow run {reg.run_id}; registered {reg.model_name} v{reg.version} as challenger")
+    return _finish(out, params, metrics)
+
+
+def _finish(out: Path, params: dict[str, Any], metrics: dict[str, Any]) -> dict[str, Any]:
+    metrics.pop("_result", None)
+    if params.get("registered_model"):
+        metrics["registered_model"] = params["registered_model"]
+    ui = params.get("mlflow_ui_url")
+    if ui and metrics.get("mlflow_run_id") and metrics.get("mlflow_experiment_id"):
+        metrics["mlflow_run_url"] = (f"{ui.rstrip('/')}/#/experiments/"
+                                     f"{metrics['mlflow_experiment_id']}/runs/"
+                                     f"{metrics['mlflow_run_id']}")
+    (out / "entry_result.json").write_text(json.dumps(metrics, indent=1, default=str))
+    return metrics
+
+
+def _train_and_score(
+    params: dict[str, Any], cfg: Any, log: Log, report: Report | None, live: Any
+) -> dict[str, Any]:
+    """Train (or reuse the finished run) and score base vs fine-tuned perplexity."""
+    from llmops.base_model import weights_hash
+    from llmops.training import load_model, perplexity, train_lora
+
+    base_dir, dataset_path = str(params["base_model_dir"]), str(params["dataset_path"])
 
     def on_log(entry: dict[str, Any]) -> None:
         log(_fmt(entry))
+        if live is not None:
+            live.log_step(entry)
         if report is not None:
             report({"event": "train_log", **entry})
 
     started = time.perf_counter()
-    result = train_lora(cfg, base_dir, dataset_path, on_log=on_log, output_dir=out)
+    result = train_lora(cfg, base_dir, dataset_path, on_log=on_log,
+                        output_dir=params["output_dir"])
     if result.resumed_from:
         log(f"resumed from {result.resumed_from} (step {result.resumed_step})")
-    log(f"trained to step {result.global_step} in {result.train_runtime_s:.1f}s, "
+    log(f"trained to step {result.global_step} in {result.train_runtime_s:.1f}s "
+        f"({result.packing} batches, {result.n_dropped_examples} examples too long), "
         f"eval_loss {result.eval_loss_start} -> {result.eval_loss_best}")
 
     split, rows = _eval_rows(dataset_path, params.get("eval_split", "test"),
@@ -101,8 +191,7 @@ def run(params: dict[str, Any], log: Log = print, report: Report | None = None) 
     ppl_ft = perplexity(ft_dir, data=rows, max_length=cfg.max_length)
     log(f"{split} perplexity ({len(rows)} examples): base {ppl_base:.3f}, "
         f"fine-tuned {ppl_ft:.3f}")
-
-    metrics: dict[str, Any] = {
+    return {
         f"{split}_perplexity_base": round(ppl_base, 4),
         f"{split}_perplexity": round(ppl_ft, 4),
         "perplexity_ratio": round(ppl_ft / ppl_base, 4),
@@ -125,42 +214,8 @@ def run(params: dict[str, Any], log: Log = print, report: Report | None = None) 
         "eval_split": split,
         "model_version_hash": weights_hash(ft_dir),
         "seconds": round(time.perf_counter() - started, 2),
+        "_result": result,
     }
-
-    if params.get("mlflow", True) and params.get("registered_model"):
-        from llmops import registry
-
-        registry.configure(params.get("tracking_uri"), params.get("registry_uri"),
-                           params.get("experiment"))
-        fingerprint = result.fingerprint or cfg.fingerprint(base_dir, dataset_path)
-        done = _already_registered(out, fingerprint)
-        if done:
-            log(f"already registered as {done['model_name']} v{done['version']}; not again")
-            metrics.update({k: done[k] for k in ("mlflow_run_id", "model_version", "model_uri")})
-        else:
-            reg = registry.log_training_run(
-                result,
-                model_name=params["registered_model"],
-                base_model_dir=base_dir,
-                base_model_version=str(params.get("base_model_version", "")),
-                dataset_path=dataset_path,
-                dataset_version=str(params.get("dataset_version", "")),
-                metrics={k: v for k, v in metrics.items()
-                         if k.endswith(("perplexity", "perplexity_base", "ratio"))},
-                dagster_run_id=params.get("dagster_run_id"),
-            )
-            metrics.update(mlflow_run_id=reg.run_id, model_version=reg.version,
-                           model_uri=reg.model_uri)
-            (out / "registered.json").write_text(json.dumps(
-                {"fingerprint": fingerprint, "model_name": reg.model_name,
-                 "version": reg.version, "mlflow_run_id": reg.run_id,
-                 "model_version": reg.version, "model_uri": reg.model_uri}
-            ))
-            log(f"MLflow run {reg.run_id}; registered {reg.model_name} v{reg.version} "
-                f"as challenger")
-        metrics["registered_model"] = params["registered_model"]
-    (out / "entry_result.json").write_text(json.dumps(metrics, indent=1, default=str))
-    return metrics
 
 
 def materialization_metadata(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -171,6 +226,8 @@ def materialization_metadata(metrics: dict[str, Any]) -> dict[str, Any]:
             continue
         if key.endswith(("_dir", "_png")):
             meta[key] = {"raw_value": str(value), "type": "path"}
+        elif key.endswith("_url"):
+            meta[key] = {"raw_value": str(value), "type": "url"}
         elif isinstance(value, bool | int | float | str):
             meta[key] = value
     split = metrics.get("eval_split", "test")
@@ -182,6 +239,11 @@ def materialization_metadata(metrics: dict[str, Any]) -> dict[str, Any]:
         f"| {name} | {value} |" for name, value in rows
     )
     meta["summary"] = {"raw_value": md, "type": "md"}
+    png = metrics.get("loss_curve_png")
+    if png and Path(png).is_file():  # the UI renders the curve inline, no artifact store needed
+        data = base64.b64encode(Path(png).read_bytes()).decode()
+        meta["loss_curve"] = {"raw_value": f"![loss curve](data:image/png;base64,{data})",
+                              "type": "md"}
     return meta
 
 

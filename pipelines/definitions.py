@@ -55,7 +55,7 @@ def build_resources(env: str | None = None) -> dict[str, object]:
 defs = dg.Definitions(
     assets=dg.load_assets_from_modules([ingestion, structuring, dataset, training, deployment,
                                         evaluation_assets, comparison, promotion_assets]),
-    asset_checks=dg.load_asset_checks_from_modules([checks]),
+    asset_checks=dg.load_asset_checks_from_modules([checks, training]),
     jobs=[ingest_job, lifecycle_job, retraining_job, rollback_job],
     sensors=[inbox_sensor, drift_sensor],
     resources=build_resources(),

@@ -40,16 +40,21 @@ class MLflowResource(dg.ConfigurableResource):
             "MLFLOW_DISABLE_TELEMETRY": "true",
         }
 
-    def activate(self) -> None:
-        """Point the in-process mlflow client at the configured stores."""
-        import mlflow
+    @property
+    def resolved_ui_url(self) -> str:
+        """Where the MLflow UI is: ``ui_url``, else MLFLOW_UI_URL, else the tracking server
+        itself, else `mlflow ui`'s default address (README: `make mlflow`)."""
+        uri = self.resolved_tracking_uri
+        return (self.ui_url or os.environ.get("MLFLOW_UI_URL")
+                or (uri if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"))
 
-        os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-        mlflow.set_tracking_uri(self.resolved_tracking_uri)
-        mlflow.set_registry_uri(self.resolved_registry_uri)
-        mlflow.set_experiment(self.experiment)
+    def activate(self) -> str:
+        """Point the in-process mlflow client at the configured stores; returns the experiment
+        id. Goes through ``registry.configure`` so a new experiment keeps its artifacts at the
+        configured location, never in ./mlruns of the working directory."""
+        from llmops.registry import configure
 
-    def run_link(self, run_id: str, experiment_id: str) -> str:
-        if self.ui_url:
-            return f"{self.ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
-        return f"{self.resolved_tracking_uri} run {run_id}"
+        return configure(self.resolved_tracking_uri, self.resolved_registry_uri, self.experiment)
+
+    def run_url(self, run_id: str, experiment_id: str) -> str:
+        return f"{self.resolved_ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"

@@ -15,7 +15,12 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from tests.training_data import corpus_texts, instruction_pairs, save_instruction_dataset
+from tests.training_data import (
+    corpus_texts,
+    instruction_pairs,
+    report_dataset,
+    save_instruction_dataset,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -77,7 +82,6 @@ def evaluated(setup):
     """base_model + finetuned_model, then evaluation for both candidates, in one instance."""
     import os
 
-    from assets.dataset import instruction_dataset
     from assets.evaluation import evaluation
     from assets.training import base_model, finetuned_model
 
@@ -86,12 +90,7 @@ def evaluated(setup):
     os.environ["LLMOPS_DATA_DIR"] = str(root / "data")
     try:
         with dg.instance_for_test() as instance:
-            instance.report_runless_asset_event(
-                dg.AssetMaterialization(
-                    asset_key=instruction_dataset.key,
-                    metadata={"path": str(dataset_path), "version": version},
-                )
-            )
+            report_dataset(instance, {"path": str(dataset_path), "version": version})
             trained = dg.materialize([base_model, finetuned_model], instance=instance,
                                      resources=resources)
             assert trained.success

@@ -6,7 +6,7 @@ import dagster as dg
 import numpy as np
 import pytest
 
-from tests.training_data import corpus_texts, shared_dataset, shared_tiny_base
+from tests.training_data import corpus_texts, report_dataset, shared_dataset, shared_tiny_base
 
 pytestmark = pytest.mark.slow
 
@@ -46,22 +46,17 @@ def resources(tmp_path, tmp_path_factory):
 def test_finetuned_model_trains_through_pipes_and_registers_a_challenger(
     resources, tmp_path, tmp_path_factory, monkeypatch
 ):
-    from assets.dataset import instruction_dataset
-    from assets.training import base_model, finetuned_model
+    from assets.training import base_model, finetuned_beats_base, finetuned_model
     from llmops.registry import list_models
 
     monkeypatch.setenv("LLMOPS_DATA_DIR", str(tmp_path / "data"))
     dataset_path, version = shared_dataset(tmp_path_factory.getbasetemp())
     with dg.instance_for_test() as instance:
         # The dataset asset is covered by its own tests; here it only has to exist upstream.
-        instance.report_runless_asset_event(
-            dg.AssetMaterialization(
-                asset_key=instruction_dataset.key,
-                metadata={"path": str(dataset_path), "version": version},
-            )
-        )
+        report_dataset(instance, {"path": str(dataset_path), "version": version})
         result = dg.materialize(
-            [base_model, finetuned_model], instance=instance, resources=resources
+            [base_model, finetuned_model, finetuned_beats_base], instance=instance,
+            resources=resources,
         )
         assert result.success
         base_meta = result.asset_materializations_for_node("base_model")[0].metadata
@@ -75,3 +70,56 @@ def test_finetuned_model_trains_through_pipes_and_registers_a_challenger(
     versions = list_models("assets-test")
     aliases = {a for v in versions for a in v["aliases"]}
     assert {"champion", "challenger"} <= aliases
+    # The MLflow run was opened by the training process, holds the live per-step metrics at
+    # their real times, and is linked both ways with the Dagster asset and run.
+    import mlflow
+
+    run = mlflow.get_run(meta["mlflow_run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["dagster_asset_key"] == "finetuned_model"
+    assert run.data.tags["dagster_run_id"] == result.run_id
+    history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "loss")
+    assert [m.step for m in history][:2] == [1, 5] and len(history) >= 8
+    stamps = [m.timestamp for m in history]
+    assert stamps == sorted(stamps) and stamps[-1] > stamps[0]  # logged as training went
+    assert meta["mlflow_run_url"].endswith(f"/runs/{meta['mlflow_run_id']}")
+    assert meta["loss_curve"].startswith("![loss curve](data:image/png;base64,")
+    tracking_dir = tmp_path
+    assert not (tracking_dir / "mlruns").exists()
+    checks = result.get_asset_check_evaluations()
+    assert [(c.check_name, c.passed) for c in checks] == [("finetuned_beats_base", True)]
+    version = mlflow.MlflowClient().get_model_version("assets-test", meta["model_version"])
+    assert version.tags["llmops.check.beats_base"] == "true"
+
+
+def test_training_uses_the_newest_dataset_version_whose_checks_passed():
+    from assets.dataset import DATASET_CHECKS, instruction_dataset
+    from assets.training import checked_metadata
+
+    seen: list[dict] = []
+
+    @dg.asset(deps=[instruction_dataset])
+    def probe(context):
+        seen.append(checked_metadata(context, instruction_dataset, DATASET_CHECKS))
+        return dg.MaterializeResult()
+
+    def report(instance, version: str, passed: bool) -> None:
+        report_dataset(instance, {"version": version}, passed=passed)
+
+    def run(instance, **kw):
+        return dg.materialize([probe], instance=instance, **kw)
+
+    with dg.instance_for_test() as instance:
+        report(instance, "good-1", passed=True)
+        report(instance, "leaky-2", passed=False)
+        assert run(instance).success
+        assert seen[-1]["version"] == "good-1"  # the newer version leaked: not used
+        report(instance, "good-3", passed=True)
+        assert run(instance).success
+        assert seen[-1]["version"] == "good-3"
+
+    with dg.instance_for_test() as instance:
+        report(instance, "leaky-1", passed=False)
+        result = run(instance, raise_on_error=False)
+        assert not result.success and "passed all of its checks" in str(
+            result.failure_data_for_node("probe").error.message)

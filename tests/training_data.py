@@ -146,3 +146,28 @@ def shared_dataset(basetemp: Path) -> tuple[Path, str]:
     if not (path / "dataset_dict.json").is_file():
         save_instruction_dataset(rows, path)
     return path, dataset_version(rows)
+
+
+def report_dataset(instance: Any, metadata: dict[str, Any], passed: bool = True) -> None:
+    """Record an instruction_dataset version as if the dataset asset and its blocking checks
+    had run (training only takes versions whose checks passed)."""
+    import dagster as dg
+    from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+        AssetCheckEvaluationTargetMaterializationData,  # no public constructor path
+    )
+
+    from assets.dataset import DATASET_CHECKS, instruction_dataset
+
+    instance.report_runless_asset_event(
+        dg.AssetMaterialization(asset_key=instruction_dataset.key, metadata=metadata)
+    )
+    record = instance.fetch_materializations(instruction_dataset.key, limit=1).records[0]
+    target = AssetCheckEvaluationTargetMaterializationData(
+        storage_id=record.storage_id, run_id=record.run_id, timestamp=record.timestamp
+    )
+    for name in DATASET_CHECKS:
+        instance.report_runless_asset_event(dg.AssetCheckEvaluation(
+            asset_key=instruction_dataset.key, check_name=name,
+            passed=passed or name != "no_leakage", metadata={},
+            target_materialization_data=target,
+        ))
