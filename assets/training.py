@@ -164,9 +164,12 @@ def finetuned_model(
         "mlflow_ui_url": mlflow.resolved_ui_url,
     }
     context.log.info(f"training config: {json.dumps(extras, default=str)}")
-    client = trainer.pipes_client(env=mlflow.env())
+    client = trainer.pipes_client(env=trainer.launch_env(mlflow.env()))
     return client.run(
-        command=trainer.command(), context=context, extras=extras, **trainer.launch_kwargs()
+        command=trainer.command(),
+        context=context,
+        extras=trainer.launch_extras(extras, data_root()),
+        **trainer.launch_kwargs(),
     ).get_materialize_result()
 
 

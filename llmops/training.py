@@ -7,11 +7,12 @@ Choices, and why:
 - Every example is trained whole, with its instruction in view: one that is longer than
   ``max_length`` has its context trimmed (``encode_example``), never its instruction or the
   response heading; the model's chat template is used when it has one (instruct models).
-- Padding-free packing (transformers' ``DataCollatorWithFlattening``): a batch becomes one
-  sequence whose position ids restart at each example, so no compute goes to padding and no
-  example attends to another (checked per model by ``packing_isolates_examples``; a model whose
-  attention ignores packed positions falls back to padded batches). No hand-written packer cuts
-  an example across blocks.
+- Batches never split an example. ``packing="padding-free"`` (transformers'
+  ``DataCollatorWithFlattening``) makes a batch one sequence whose position ids restart at each
+  example, so no compute goes to padding and no example attends to another (checked per model
+  by ``packing_isolates_examples``). It pays off with flash-attention's varlen kernels; CPU/SDPA
+  attention over the flattened batch costs more than the padding it saves, so ``auto`` uses
+  padded batches of similar lengths there (``bench/bench_training.py`` measures both).
 - Loss on the response only (``loss_on="response"``, the default): prompt tokens get label -100,
   so the model learns to answer, not to reproduce instructions. ``perplexity`` scores exactly the
   same tokens (response + EOS given the same trimmed prompt), so base and fine-tuned numbers are
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 IGNORE_INDEX = -100
+PACKING_MODES = {"auto", "padding-free", "padded"}
 ADAPTER_DIR = "adapter"
 MERGED_DIR = "merged"
 CHECKPOINT_DIR = "checkpoints"
@@ -79,7 +81,10 @@ class TrainConfig:
     eval_batch_size: int | None = None
     gradient_accumulation_steps: int = 1
     max_length: int = 512  # tokens of one example; longer ones have their context trimmed
-    packing: bool = True  # padding-free batches (examples kept whole and isolated)
+    # auto | padding-free | padded. auto: padding-free with flash-attention's varlen kernels
+    # (GPU); padded batches of similar lengths otherwise, since CPU/SDPA attention over a
+    # flattened batch is quadratic in the whole batch (bench/bench_training.py measures it).
+    packing: str = "auto"
     loss_on: str = "response"  # response | all
     eval_steps: int = 25  # <= 0: no periodic evaluation and no early stopping
     logging_steps: int = 5
@@ -389,6 +394,8 @@ def validate(cfg: TrainConfig, model_dir: str | Path, dataset_path: str | Path) 
         problems.append(f"learning_rate must be > 0 (got {cfg.learning_rate})")
     if cfg.lr_scheduler not in {"cosine", "linear", "constant", "constant_with_warmup"}:
         problems.append(f"lr_scheduler {cfg.lr_scheduler!r}: expected cosine|linear|constant")
+    if cfg.packing not in PACKING_MODES:
+        problems.append(f"packing {cfg.packing!r}: expected one of {sorted(PACKING_MODES)}")
     if cfg.loss_on not in {"response", "all"}:
         problems.append(f"loss_on {cfg.loss_on!r}: expected 'response' or 'all'")
     if cfg.batch_size < 1 or cfg.gradient_accumulation_steps < 1:
@@ -600,11 +607,13 @@ def train_lora(
     # No KV cache while training: besides wasting memory, a cache makes transformers ignore
     # packed position ids and let packed examples attend to each other.
     model.config.use_cache = False
-    packing = "padded"
-    if cfg.packing:
-        packing = "padding-free" if packing_isolates_examples(model) else (
-            "padded (model does not isolate packed examples)"
-        )
+    packing = cfg.packing
+    if packing == "auto":
+        attention = str(getattr(model.config, "_attn_implementation", "") or "")
+        packing = "padding-free" if attention.startswith("flash") else "padded"
+    if packing == "padding-free" and not packing_isolates_examples(model):
+        packing = "padded (model does not isolate packed examples)"
+    padded = packing != "padding-free"
     targets = facts["target_modules"]
     lora = LoraConfig(
         r=cfg.lora_r,
@@ -662,6 +671,8 @@ def train_lora(
         dataloader_num_workers=0,
         remove_unused_columns=False,
         restore_callback_states_from_checkpoint=True,  # early-stopping patience survives a kill
+        # padded batches of similar lengths waste little padding
+        train_sampling_strategy="group_by_length" if padded else "random",
     )
 
     class ForwardLogs(TrainerCallback):
@@ -681,8 +692,7 @@ def train_lora(
         args=args,
         train_dataset=Dataset.from_list(train_rows),
         eval_dataset=Dataset.from_list(eval_rows) if evaluate else None,
-        data_collator=flattening_collator() if packing == "padding-free"
-        else PadCollator(tokenizer.pad_token_id),
+        data_collator=PadCollator(tokenizer.pad_token_id) if padded else flattening_collator(),
         callbacks=callbacks,
     )
     trainer.remove_callback(PrinterCallback)  # logs go to on_log; no duplicate dict prints

@@ -1,7 +1,7 @@
 """End to end on the real tiny models: evaluate -> paired A/B -> gated promotion -> rollback.
 
 Real components: the self-built tiny Llama, two LoRA fine-tunes (one on the real answers, one
-on shuffled answers), MLflow's sqlite registry, llmops.evaluation's scorer and safety set,
+that learned to refuse), MLflow's sqlite registry, llmops.evaluation's scorer and safety set,
 llmops.stats' paired statistics and the promotion policy in configs/promotion.yaml.
 Retrieval is an oracle here (each sample's own reference context): this file tests the
 decision loop, not the retriever (tests/test_assets_evaluation.py covers RAG retrieval).
@@ -12,7 +12,6 @@ because this loop runs below the Dagster layer.
 
 from __future__ import annotations
 
-import random
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,7 @@ MAX_SAMPLES = 32
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """A registry with v1 = tiny base (champion), v2 = good LoRA, v3 = LoRA on shuffled answers."""
+    """A registry: v1 = tiny base (champion), v2 = good LoRA, v3 = a LoRA that learned to refuse."""
     import mlflow
     from datasets import load_from_disk
 
@@ -47,17 +46,22 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     tiny: BaseModelInfo = shared_tiny_base(base)
     ds_path, ds_version = shared_dataset(base)
 
-    # The degraded twin: identical inputs, answers shuffled across examples (same vocabulary).
-    shuffled = root / "shuffled_dataset"
+    # The degraded twin: identical inputs, every answer a refusal (a collapse fine-tunes do
+    # suffer). Shuffling answers across examples is not enough: a model too small to read its
+    # context scores as well on any fluent in-domain sentence.
+    shuffled = root / "refusal_dataset"
     dsd = load_from_disk(str(ds_path))
-    rng = random.Random(7)
     for split in ("train", "validation"):
-        answers = list(dsd[split]["response"])
-        rng.shuffle(answers)
-        dsd[split] = dsd[split].remove_columns("response").add_column("response", answers)
+        refusals = ["I am sorry, I cannot help with that request."] * len(dsd[split])
+        dsd[split] = dsd[split].remove_columns("response").add_column("response", refusals)
     dsd.save_to_disk(str(shuffled))
 
-    cfg = TrainConfig(max_steps=30, eval_steps=10, logging_steps=5, batch_size=8)
+    # Long enough for the tiny base to learn the answer formats with every prompt whole; the
+    # MLP projections too, since attention-only LoRA on a 0.65M model learns slowly.
+    cfg = TrainConfig(max_steps=120, eval_steps=40, logging_steps=10, batch_size=8,
+                      learning_rate=5e-3, early_stopping_patience=0, lora_r=16,
+                      target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
+                                      "up_proj", "down_proj"])
     assert registry.register_base_as_champion(tiny, MODEL, tracking_uri=uri,
                                               experiment="e2e-promotion") == "1"
     versions = {}
@@ -152,7 +156,7 @@ def test_degraded_challenger_is_rejected_with_reasons(world: dict[str, Any]) -> 
     good, bad = world["versions"]["good"], world["versions"]["bad"]
     registry.set_alias(MODEL, "challenger", bad)
     decision, outcome = _decide_apply(world, good, bad, "ab-bad")
-    assert not decision.promote and outcome.outcome == "rejected"
+    assert not decision.promote and outcome.outcome == "rejected", decision.markdown()
     failed = {g.name for g in decision.failed_gates}
     assert f"primary:{_policy().primary.metric}" in failed, decision.markdown()
     assert registry.get_alias_version(MODEL, "champion") == good

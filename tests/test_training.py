@@ -159,6 +159,20 @@ def test_packed_examples_do_not_attend_to_each_other(tiny: BaseModelInfo, datase
             start += n
 
 
+def test_padding_free_training_runs_and_says_so(
+    tiny: BaseModelInfo, dataset: Path, tmp_path: Path
+) -> None:
+    cfg = TrainConfig(max_steps=4, eval_steps=2, batch_size=4, packing="padding-free")
+    result = train_lora(cfg, tiny.path, dataset, output_dir=tmp_path / "free")
+    assert result.packing == "padding-free" and result.global_step == 4
+    assert result.eval_loss_final is not None and math.isfinite(result.eval_loss_final)
+    auto = train_lora(TrainConfig(max_steps=2, eval_steps=0, batch_size=4), tiny.path, dataset,
+                      output_dir=tmp_path / "auto")
+    assert auto.packing == "padded"  # CPU/SDPA: padded batches of similar lengths
+    with pytest.raises(TrainConfigError, match="packing"):
+        validate(TrainConfig(packing="yes"), tiny.path, dataset)
+
+
 def test_chat_template_is_used_when_the_tokenizer_has_one(tiny: BaseModelInfo) -> None:
     from transformers import AutoTokenizer
 
@@ -301,6 +315,7 @@ def test_killed_run_resumes_from_last_checkpoint(
     out = tmp_path / "run"
     params = {
         "train": {"max_steps": 120, "eval_steps": 10, "logging_steps": 5, "batch_size": 8,
+                  "early_stopping_patience": 0,
                   "max_length": 256, "save_total_limit": 3},
         "base_model_dir": tiny.path,
         "dataset_path": str(dataset),

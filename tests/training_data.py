@@ -69,11 +69,16 @@ def _sentences(text: str) -> list[str]:
     return [s.strip() for s in re.split(r"(?<=[.!?])\s+", flat) if 30 <= len(s.strip()) <= 220]
 
 
+def doc_id_of(index: int, text: str) -> str:
+    """The doc_id ``instruction_pairs`` gives the ``index``-th text."""
+    return f"doc{index:02d}-" + hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
 def instruction_pairs(texts: list[str], per_doc: int = 40) -> list[dict[str, str]]:
     """Instruction examples in the dataset builder's fields, several tasks per passage."""
     rows: list[dict[str, str]] = []
     for d, text in enumerate(texts):
-        doc_id = f"doc{d:02d}-" + hashlib.sha256(text.encode()).hexdigest()[:8]
+        doc_id = doc_id_of(d, text)
         sents = _sentences(text)
         for i in range(min(per_doc, max(0, len(sents) - 1))):
             context = " ".join(sents[i : i + 2])
