@@ -9,8 +9,6 @@ logging itself lives in ``llmops.registry`` so it is testable without Dagster.
 
 from __future__ import annotations
 
-import os
-
 import dagster as dg
 
 from llmops.paths import default_mlflow_uri
@@ -41,13 +39,14 @@ class MLflowResource(dg.ConfigurableResource):
         }
 
     def activate(self) -> None:
-        """Point the in-process mlflow client at the configured stores."""
-        import mlflow
+        """Point the in-process mlflow client at the configured stores.
 
-        os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-        mlflow.set_tracking_uri(self.resolved_tracking_uri)
-        mlflow.set_registry_uri(self.resolved_registry_uri)
-        mlflow.set_experiment(self.experiment)
+        Through ``llmops.registry.configure``: a plain ``mlflow.set_experiment`` would create
+        a missing experiment with its artifacts in ``./mlruns`` of the working directory.
+        """
+        from llmops.registry import configure
+
+        configure(self.resolved_tracking_uri, self.resolved_registry_uri, self.experiment)
 
     def run_link(self, run_id: str, experiment_id: str) -> str:
         if self.ui_url:

@@ -59,6 +59,24 @@ def test_every_ci_command_succeeds(ci_run: LifecycleInstance) -> None:
     assert "RUN_SUCCESS" in ci_run.steps[1][1].stdout + ci_run.steps[1][1].stderr
 
 
+def test_nothing_is_written_outside_the_workspace(ci_run: LifecycleInstance) -> None:
+    """Telemetry off (Dagster logs its events to $DAGSTER_HOME/logs/event.log when it is on),
+    and every MLflow run keeps its artifacts next to the run's database, never in ./mlruns of
+    the directory CI runs from."""
+    import sqlite3
+
+    assert not (ci_run.dagster_home / "logs" / "event.log").exists()
+    db = ci_run.env["MLFLOW_TRACKING_URI"].removeprefix("sqlite:///")
+    with sqlite3.connect(db) as conn:
+        runs = conn.execute("SELECT run_uuid, artifact_uri FROM runs").fetchall()
+        experiments = conn.execute(
+            "SELECT name, artifact_location FROM experiments WHERE name != 'Default'").fetchall()
+    assert runs and experiments
+    root = ci_run.root.resolve().as_uri()
+    assert all(loc.startswith(root) for _, loc in experiments), experiments
+    assert all(uri.startswith(root) for _, uri in runs), [u for _, u in runs]
+
+
 def test_each_document_was_ingested_in_its_own_successful_run(instance) -> None:
     runs = instance.get_runs(dg.RunsFilter(job_name="ingest_documents"))
     assert len(runs) == len(CORPUS)
