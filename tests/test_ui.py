@@ -194,6 +194,20 @@ def _dismiss_community_dialog(page: Any) -> bool:
     return True
 
 
+def _expand_all_groups(page: Any, graph: Any) -> None:
+    """Several groups start collapsed: "Expand all groups" from the graph's context menu
+    (right click on the background), or its shortcut ⌥E when the menu does not open."""
+    box = graph.locator("xpath=..").bounding_box()  # the graph's whole panel
+    page.mouse.click(box["x"] + 40, box["y"] + box["height"] - 40, button="right")
+    item = page.get_by_role("menuitem").filter(has_text="Expand all groups")
+    try:
+        item.wait_for(state="visible", timeout=5000)
+        item.click()
+    except Exception:  # no menu at that point: the keyboard shortcut does the same
+        page.keyboard.press("Escape")
+        page.keyboard.press("Alt+e")
+
+
 def _shown(name: str, text: str) -> bool:
     """The graph shortens long names in the middle (`instructi…_dataset`)."""
     if name in text:
@@ -249,8 +263,7 @@ def test_lineage_page_renders_in_headless_chromium(
             page.get_by_text("Global asset lineage").first.wait_for(timeout=60_000)
             graph = page.locator("svg[class*=svgContainer]").first
             graph.wait_for(timeout=60_000)
-            # Several groups start collapsed; ⌥E = "Expand all groups" in the graph's menu.
-            page.keyboard.press("Alt+e")
+            _expand_all_groups(page, graph)
             page.get_by_text("finetuned_model", exact=True).first.wait_for(timeout=60_000)
             page.wait_for_load_state("networkidle")
             text = graph.text_content() or ""
