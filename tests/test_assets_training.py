@@ -123,3 +123,39 @@ def test_training_uses_the_newest_dataset_version_whose_checks_passed():
         result = run(instance, raise_on_error=False)
         assert not result.success and "passed all of its checks" in str(
             result.failure_data_for_node("probe").error.message)
+
+
+def test_one_mlflow_run_per_dataset_version(tmp_path):
+    from types import SimpleNamespace
+
+    from datasets import Dataset, DatasetDict
+
+    from assets.dataset import dataset_run
+    from resources.mlflow import MLflowResource
+
+    experiment_id = MLflowResource(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}").activate()
+    from llmops.dataset import COLUMNS
+
+    rows = [{column: "x" for column in COLUMNS}]
+    build = SimpleNamespace(version="v-1", dataset_dict=DatasetDict(
+        {"train": Dataset.from_list(rows), "validation": Dataset.from_list(rows)}))
+    first = dataset_run(build, "dagster-run-1", "instruction_dataset")
+    assert dataset_run(build, "dagster-run-2", "instruction_dataset") == first  # same version
+    other = dataset_run(SimpleNamespace(version="v-2", dataset_dict=build.dataset_dict),
+                        "dagster-run-3", "instruction_dataset")
+    assert other != first
+    import mlflow
+
+    location = mlflow.get_experiment(experiment_id).artifact_location
+    assert location == (tmp_path / "artifacts").as_uri()  # never ./mlruns of the cwd
+
+
+def test_evaluation_runs_on_the_training_device(monkeypatch):
+    import torch
+
+    from llmops.training import inference_device
+
+    assert inference_device() == ("cpu", torch.float32)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    assert inference_device() == ("cuda", torch.bfloat16)
