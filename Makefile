@@ -15,7 +15,7 @@ export DO_NOT_TRACK := 1
 export TOKENIZERS_PARALLELISM := false
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: install tesseract chromium demo serve ui test lint bench lock clean
+.PHONY: install tesseract chromium demo serve ui mlflow test lint bench lock clean
 
 install: $(STAMP)
 
@@ -55,6 +55,10 @@ serve: install  ## OpenAI-compatible RAG endpoint on the champion (LLMOPS_API_KE
 
 ui: install $(DAGSTER_HOME)/dagster.yaml  ## Dagster UI + daemon on the same instance as `make demo`
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+mlflow: install  ## MLflow UI on the embedded store (asset metadata links here: MLFLOW_UI_URL)
+	$(BIN)/mlflow ui --backend-store-uri $${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/.mlruns/mlflow.db} \
+		-h 127.0.0.1 -p 5000
 
 test: install tesseract chromium  ## lint + the whole test suite (what CI runs)
 	$(BIN)/ruff check .
