@@ -69,6 +69,8 @@ def check_passed(instance: dg.DagsterInstance, run_id: str) -> bool | None:
     group_name="evaluation",
     kinds={"scipy", "mlflow"},
     code_version="1",
+    # once every candidate's evaluation is in (none missing, none still running)
+    automation_condition=dg.AutomationCondition.eager(),
 )
 def ab_comparison(
     context: dg.AssetExecutionContext,

@@ -43,6 +43,9 @@ def _slug(text: str) -> str:
     kinds={"ragas", "mlflow"},
     pool="training",
     code_version="1",
+    # A new challenger (or base, dataset, knowledge base) re-evaluates every candidate; A/B
+    # and promotion follow the same way, so a training run is the whole retraining chain.
+    automation_condition=dg.AutomationCondition.eager(),
     check_specs=[
         dg.AssetCheckSpec(
             SANE_CHECK,

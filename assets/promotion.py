@@ -64,6 +64,7 @@ def _policy_path(raw: str) -> Path:
     group_name="evaluation",
     kinds={"mlflow"},
     code_version="1",
+    automation_condition=dg.AutomationCondition.eager(),
 )
 def promotion(
     context: dg.AssetExecutionContext, config: PromotionConfig, mlflow: MLflowResource

@@ -12,7 +12,15 @@ from assets import checks, comparison, dataset, deployment, ingestion, structuri
 from assets import evaluation as evaluation_assets
 from assets import promotion as promotion_assets
 from pipelines.executors import build_executor
-from pipelines.jobs import ingest_job, lifecycle_job, retraining_job, rollback_job
+from pipelines.jobs import (
+    evaluation_job,
+    indexing_job,
+    ingest_job,
+    lifecycle_job,
+    promotion_job,
+    rollback_job,
+    training_job,
+)
 from pipelines.settings import resource_config
 from resources.documents import DocumentStoreResource
 from resources.evaluation import EvaluationResource
@@ -56,7 +64,8 @@ defs = dg.Definitions(
     assets=dg.load_assets_from_modules([ingestion, structuring, dataset, training, deployment,
                                         evaluation_assets, comparison, promotion_assets]),
     asset_checks=dg.load_asset_checks_from_modules([checks, training]),
-    jobs=[ingest_job, lifecycle_job, retraining_job, rollback_job],
+    jobs=[ingest_job, indexing_job, training_job, evaluation_job, promotion_job, lifecycle_job,
+          rollback_job],
     sensors=[inbox_sensor, drift_sensor],
     resources=build_resources(),
     executor=build_executor(),  # LLMOPS_EXECUTOR: multiprocess|in_process|dask|k8s|celery

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from assets.evaluation import candidates_partitions
 from assets.partitions import documents_partitions
 
 INGEST_ASSETS = ["raw_documents", "extracted_pages", "chunks", "entities"]
@@ -28,13 +29,33 @@ lifecycle_job = dg.define_asset_job(
     ),
 )
 
-# What the drift sensor requests: a new dataset, base and challenger on the current corpus. The
-# per-candidate evaluation, A/B and promotion follow as their own runs (one partitions
-# definition per job), exactly as `llmops demo` chains them.
-retraining_job = dg.define_asset_job(
-    "retraining",
+indexing_job = dg.define_asset_job(
+    "indexing",
+    selection=dg.AssetSelection.assets("chunk_embeddings", "retrieval_evaluation"),
+    description="The knowledge base over every ingested document (removed documents leave it) "
+    "and its retrieval evaluation.",
+)
+
+# What the drift sensor and the retrain schedule request. Evaluation, A/B and promotion follow
+# on their own (their assets are eager: tests/test_automation.py), one partitions definition
+# per run.
+training_job = dg.define_asset_job(
+    "training",
     selection=dg.AssetSelection.assets("instruction_dataset", "base_model", "finetuned_model"),
-    description="Drift-triggered retraining: dataset -> base -> LoRA challenger.",
+    description="Dataset -> base model -> LoRA challenger (one at a time: the training pool).",
+)
+
+evaluation_job = dg.define_asset_job(
+    "evaluate",  # job names must differ from asset names
+    selection=dg.AssetSelection.assets("evaluation"),
+    partitions_def=candidates_partitions,
+    description="One candidate (partition) answers the test split RAG-style and is scored.",
+)
+
+promotion_job = dg.define_asset_job(
+    "promote",
+    selection=dg.AssetSelection.assets("ab_comparison", "promotion"),
+    description="Paired A/B of the evaluated candidates, then the gated registry promotion.",
 )
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import dagster as dg
 
-from pipelines.jobs import retraining_job
+from pipelines.jobs import training_job
 from resources.knowledge import EmbedderResource, VectorStoreResource
 from resources.mlflow import MLflowResource
 from resources.serving import ServingResource
@@ -47,7 +47,7 @@ def load_window(
 
 
 @dg.sensor(
-    job=retraining_job,
+    job=training_job,
     minimum_interval_seconds=3600,
     default_status=dg.DefaultSensorStatus.STOPPED,
     description="Requests one retraining run per drift event of the champion's data.",
