@@ -21,6 +21,7 @@ from pipelines.jobs import (
     rollback_job,
     training_job,
 )
+from pipelines.schedules import nightly_champion_evaluation, periodic_retrain
 from pipelines.settings import resource_config
 from resources.documents import DocumentStoreResource
 from resources.evaluation import EvaluationResource
@@ -32,6 +33,7 @@ from resources.serving import ServingResource
 from resources.storage import ParquetIOManager
 from resources.trainer import TrainerResource
 from sensors.drift import drift_sensor
+from sensors.failures import run_failure_sensor
 from sensors.inbox import inbox_sensor
 
 RESOURCE_TYPES: dict[str, type[dg.ConfigurableResource] | type[dg.ConfigurableIOManagerFactory]] = {
@@ -66,7 +68,8 @@ defs = dg.Definitions(
     asset_checks=dg.load_asset_checks_from_modules([checks, training]),
     jobs=[ingest_job, indexing_job, training_job, evaluation_job, promotion_job, lifecycle_job,
           rollback_job],
-    sensors=[inbox_sensor, drift_sensor],
+    sensors=[inbox_sensor, drift_sensor, run_failure_sensor],
+    schedules=[nightly_champion_evaluation, periodic_retrain],
     resources=build_resources(),
     executor=build_executor(),  # LLMOPS_EXECUTOR: multiprocess|in_process|dask|k8s|celery
 )
