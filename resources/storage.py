@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import typing
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
@@ -59,6 +60,17 @@ class _ParquetUPathIOManager(dg.UPathIOManager):
     def load_from_path(self, context: dg.InputContext, path: UPath) -> list[dict[str, Any]]:
         with path.open("rb") as fh:
             return table_to_rows(pq.read_table(fh))
+
+    def load_partitions(self, context: dg.InputContext) -> Any:
+        """One partition is returned bare by UPathIOManager; an input declared as a mapping of
+        partitions (the knowledge base over all documents) gets ``{key: rows}`` even when the
+        inbox holds a single document."""
+        loaded = super().load_partitions(context)
+        keys = context.asset_partition_keys
+        typing_type = getattr(context.dagster_type, "typing_type", None)
+        if len(keys) == 1 and typing.get_origin(typing_type) is dict:
+            return {keys[0]: loaded}
+        return loaded
 
     def get_metadata(self, context: dg.OutputContext, obj: Any) -> dict[str, dg.MetadataValue]:
         n = len(obj) if isinstance(obj, list) else 1

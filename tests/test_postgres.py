@@ -48,7 +48,7 @@ def test_sensor_partitions_and_ingestion_run_are_stored_in_postgres(pg_url, tmp_
 
     with dg.DagsterInstance.from_config(str(home)) as instance:
         ctx = dg.build_sensor_context(instance=instance, resources={"docs": docs})
-        requests = list(inbox_sensor(ctx))
+        requests = inbox_sensor(ctx).run_requests
         assert len(requests) == 1
         key = requests[0].partition_key
         assert instance.get_dynamic_partitions(documents_partitions.name) == [key]
