@@ -22,8 +22,9 @@ from resources.serving import ServingResource
 
 def load_window(
     vector_store: VectorStoreResource, mlflow: MLflowResource, serving: ServingResource
-) -> Any:
-    """The champion's drift window, or a string saying why there is none."""
+) -> tuple[Any, dict[str, Any]] | str:
+    """The champion's drift window and the stored vector of every chunk text, or a string
+    saying why there is no window."""
     from llmops import registry
     from llmops.drift import drift_window
     from llmops.evaluation import pretrain_documents
@@ -39,11 +40,11 @@ def load_window(
     trained = pretrain_documents(registry.download_model_version(mlflow.registered_model, version))
     if not trained:
         return f"champion v{version} records no training documents (a hub or user model)"
-    chunks = vector_store.open().rows(columns=["chunk_id", "doc_id", "text"]).to_pylist()
+    chunks = vector_store.open().rows(columns=["chunk_id", "doc_id", "text", "vector"]).to_pylist()
     log = default_request_log() if serving.request_log is None else serving.request_log
     requests = list(read_requests(log)) if Path(log).is_file() else []
     served = [r for r in requests if str(r.get("model_version")) == str(version)]
-    return drift_window(version, trained, chunks, served)
+    return drift_window(version, trained, chunks, served), {c["text"]: c["vector"] for c in chunks}
 
 
 @dg.sensor(
@@ -59,11 +60,12 @@ def drift_sensor(
     mlflow: MLflowResource,
     serving: ServingResource,
 ):
-    from llmops.drift import MIN_TEXTS, detect_drift
+    from llmops.drift import MIN_TEXTS, CachedEmbedder, detect_drift
 
-    window = load_window(vector_store, mlflow, serving)
-    if isinstance(window, str):
-        return dg.SkipReason(window)
+    loaded = load_window(vector_store, mlflow, serving)
+    if isinstance(loaded, str):
+        return dg.SkipReason(loaded)
+    window, stored_vectors = loaded
     if len(window.current) < MIN_TEXTS or len(window.reference) < MIN_TEXTS:
         return dg.SkipReason(
             f"window too small: {len(window.reference)} reference, {len(window.current)} "
@@ -71,7 +73,9 @@ def drift_sensor(
         )
     if context.cursor == window.key:
         return dg.SkipReason(f"window {window.key} already tested; no new data")
-    report = detect_drift(window.reference, window.current, embed=embedder.embedder.encode)
+    # chunks reuse their stored vectors: only served prompts are embedded
+    embed = CachedEmbedder(embedder.embedder.encode, known=stored_vectors)
+    report = detect_drift(window.reference, window.current, embed=embed)
     context.update_cursor(window.key)
     context.log.info(report.markdown())
     if not report.drift:

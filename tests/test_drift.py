@@ -136,7 +136,7 @@ def test_drift_sensor_requests_one_retraining_per_drift_event(pools, monkeypatch
     corpus = {"rows": chunks(english[:N], "en-report")}
     monkeypatch.setattr(
         sensor_module, "load_window",
-        lambda *_: drift_window("1", {"en-report"}, corpus["rows"]),
+        lambda *_: (drift_window("1", {"en-report"}, corpus["rows"]), {}),
     )
     resources = {"vector_store": VectorStoreResource(), "embedder": EmbedderResource(),
                  "mlflow": MLflowResource(), "serving": ServingResource()}
@@ -161,3 +161,31 @@ def test_drift_sensor_requests_one_retraining_per_drift_event(pools, monkeypatch
         # The same data again: nothing.
         again, _ = evaluate(instance, cursor)
         assert isinstance(again, dg.SkipReason) and "already tested" in again.skip_message
+
+
+def test_cached_embedder_embeds_only_unknown_texts():
+    import numpy as np
+
+    from llmops.drift import CachedEmbedder
+
+    calls: list[list[str]] = []
+
+    def encode(texts):
+        calls.append(list(texts))
+        return np.ones((len(texts), 3))
+
+    embed = CachedEmbedder(encode, known={"a": [0.0, 0.0, 1.0]})
+    out = embed(["a", "b", "b", "c"])
+    assert out.shape == (4, 3) and list(out[0]) == [0.0, 0.0, 1.0]
+    assert calls == [["b", "c"]] and embed.encoded == 2
+    embed(["a", "b", "c"])
+    assert len(calls) == 1  # everything known now
+
+
+def test_large_samples_are_subsampled_for_the_embedding_test():
+    from llmops.drift import subsample
+
+    texts = [f"t{i}" for i in range(5000)]
+    sample = subsample(texts, 2000, seed=3)
+    assert len(sample) == 2000 == len(set(sample)) and sample == subsample(texts, 2000, seed=3)
+    assert subsample(texts[:10], 2000) == texts[:10]
