@@ -66,8 +66,8 @@ def scale(sizes: list[int], embedder) -> None:
         precomputed = CachedEmbedder(embedder.encode,
                                      known={t: rng.normal(size=embedder.dim) for t in pool})
         embed = CachedEmbedder(embedder.encode)
-        only = timed(lambda r=reference, c=current: detect_drift(r, c, embed=precomputed))
-        full = timed(lambda r=reference, c=current: detect_drift(r, c, embed=embed))
+        only = timed(lambda r=reference, c=current, e=precomputed: detect_drift(r, c, embed=e))
+        full = timed(lambda r=reference, c=current, e=embed: detect_drift(r, c, embed=e))
         print(f"{n:>10}{only:>11.2f}s{full:>19.2f}s{embed.encoded:>10}")
 
 
