@@ -236,6 +236,67 @@ def detect_drift(
     return DriftReport(any(t.drift for t in tests), len(reference), len(current), tests)
 
 
+def score_decay(
+    reference: Sequence[float], current: Sequence[float], min_drop: float = 0.05,
+    alpha: float = 0.01, name: str = "score_decay",
+) -> DriftTest:
+    """Has the champion's per-sample score fallen since it was promoted?
+
+    ``reference``: its per-sample scores when it became champion; ``current``: the latest
+    (nightly) evaluation on recent data. Drift when the mean fell by more than ``min_drop``
+    (a drop users would notice) and a one-sided Welch t-test says the fall is not noise
+    (p < ``alpha``). Unpaired on purpose: the test split and the retrieved contexts change as
+    documents arrive, so samples are not the same questions.
+    """
+    import numpy as np
+    from scipy import stats
+
+    ref = np.asarray([v for v in reference if v is not None and math.isfinite(v)], dtype=float)
+    cur = np.asarray([v for v in current if v is not None and math.isfinite(v)], dtype=float)
+    if len(ref) < 2 or len(cur) < 2:
+        raise ValueError(f"{name}: need >= 2 finite scores per side, got {len(ref)} and "
+                         f"{len(cur)}")
+    drop = float(ref.mean() - cur.mean())
+    if np.ptp(np.concatenate([ref, cur])) == 0:
+        p = 1.0  # identical constant scores: nothing fell
+    else:
+        p = float(stats.ttest_ind(ref, cur, equal_var=False, alternative="greater").pvalue)
+    return DriftTest(name, drop, drop > min_drop and p < alpha, p_value=p, threshold=min_drop)
+
+
+def plot_report(
+    report: DriftReport, reference: Sequence[str], current: Sequence[str], path: str | Path
+) -> Path:
+    """The drift report as a PNG: text-length histograms of both windows, and each test's
+    statistic (or 1 - p) against its threshold, so a reviewer sees what moved."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (lengths, tests) = plt.subplots(1, 2, figsize=(10, 3.5), dpi=100)
+    lengths.hist([len(t) for t in reference], bins=30, alpha=0.6, density=True,
+                 label=f"reference ({len(reference)})")
+    lengths.hist([len(t) for t in current], bins=30, alpha=0.6, density=True,
+                 label=f"current ({len(current)})")
+    lengths.set_xlabel("characters per text")
+    lengths.legend()
+    names = [t.name for t in report.tests]
+    values = [1 - t.p_value if t.p_value is not None else t.statistic for t in report.tests]
+    limits = [1 - t.threshold if t.p_value is not None and t.threshold is not None
+              else (t.threshold or 0.0) for t in report.tests]
+    colors = ["tab:red" if t.drift else "tab:green" for t in report.tests]
+    tests.barh(names, values, color=colors)
+    tests.scatter(limits, names, marker="|", s=400, color="black", label="threshold")
+    tests.set_xlabel("statistic (PSI, drop) or 1 - p-value")
+    tests.legend(loc="lower right")
+    fig.suptitle("DRIFT" if report.drift else "no drift")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)
+
+
 # --------------------------------------------------------------------------- corpora on disk
 
 

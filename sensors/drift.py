@@ -14,6 +14,7 @@ from typing import Any
 
 import dagster as dg
 
+from llmops.paths import data_root
 from pipelines.jobs import training_job
 from resources.knowledge import EmbedderResource, VectorStoreResource
 from resources.mlflow import MLflowResource
@@ -47,6 +48,31 @@ def load_window(
     return drift_window(version, trained, chunks, served), {c["text"]: c["vector"] for c in chunks}
 
 
+def champion_scores(
+    instance: dg.DagsterInstance, version: str, metric: str
+) -> tuple[list[float], list[float], int] | None:
+    """Per-sample ``metric`` of the champion's first and latest evaluation (the nightly
+    schedule keeps it fresh) and the latest one's storage id; None before two exist."""
+    import pyarrow.parquet as pq
+
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("evaluation"), asset_partitions=["champion"]),
+        limit=200,
+    ).records
+    mine = [r for r in records if r.asset_materialization is not None
+            and r.asset_materialization.metadata.get("model_version")
+            and r.asset_materialization.metadata["model_version"].value == str(version)]
+    if len(mine) < 2:
+        return None
+
+    def scores(record: Any) -> list[float]:
+        path = record.asset_materialization.metadata["scores_path"].value
+        return [float(v) for v in pq.read_table(path, columns=[metric]).column(0).to_pylist()
+                if v is not None]
+
+    return scores(mine[-1]), scores(mine[0]), mine[0].storage_id
+
+
 @dg.sensor(
     job=training_job,
     minimum_interval_seconds=3600,
@@ -60,7 +86,8 @@ def drift_sensor(
     mlflow: MLflowResource,
     serving: ServingResource,
 ):
-    from llmops.drift import MIN_TEXTS, CachedEmbedder, detect_drift
+    from llmops.drift import MIN_TEXTS, CachedEmbedder, detect_drift, plot_report, score_decay
+    from llmops.promotion import load_policy
 
     loaded = load_window(vector_store, mlflow, serving)
     if isinstance(loaded, str):
@@ -71,22 +98,33 @@ def drift_sensor(
             f"window too small: {len(window.reference)} reference, {len(window.current)} "
             f"current texts (need {MIN_TEXTS})"
         )
-    if context.cursor == window.key:
-        return dg.SkipReason(f"window {window.key} already tested; no new data")
+    metric = load_policy().primary.metric
+    decay = champion_scores(context.instance, window.champion_version, metric)
+    key = window.key if decay is None else f"{window.key}-e{decay[2]}"
+    if context.cursor == key:
+        return dg.SkipReason(f"window {key} already tested; no new data or evaluation")
     # chunks reuse their stored vectors: only served prompts are embedded
     embed = CachedEmbedder(embedder.embedder.encode, known=stored_vectors)
     report = detect_drift(window.reference, window.current, embed=embed)
-    context.update_cursor(window.key)
+    if decay is not None:  # the champion's score on recent data vs when it was promoted
+        report.tests.append(score_decay(decay[0], decay[1], name=f"{metric}_decay"))
+        report.drift = any(t.drift for t in report.tests)
+    context.update_cursor(key)
     context.log.info(report.markdown())
     if not report.drift:
-        return dg.SkipReason(f"no drift in window {window.key}")
+        return dg.SkipReason(f"no drift in window {key}")
     drifted = [t.name for t in report.tests if t.drift]
+    folder = data_root() / "drift"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{key}.md").write_text(report.markdown())
+    plot = plot_report(report, window.reference, window.current, folder / f"{key}.png")
     return dg.RunRequest(
-        run_key=f"drift-{window.key}",
+        run_key=f"drift-{key}",
         tags={
             "llmops/trigger": "drift",
             "llmops/champion_version": window.champion_version,
             "llmops/drift_tests": ",".join(drifted),
             "llmops/drift_report": json.dumps(report.to_dict())[:4000],
+            "llmops/drift_plot": str(plot),
         },
     )

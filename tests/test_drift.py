@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from pathlib import Path
 
 import pytest
 
@@ -118,8 +119,11 @@ def test_cli_on_folders_and_jsonl(tmp_path, pools):
     assert bad.exit_code == 1 and "bad.jsonl:1" in bad.output
 
 
-def test_drift_sensor_requests_one_retraining_per_drift_event(pools, monkeypatch):
+def test_drift_sensor_requests_one_retraining_per_drift_event(pools, monkeypatch, tmp_path):
+    monkeypatch.setenv("LLMOPS_DATA_DIR", str(tmp_path / "data"))
     import dagster as dg
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
     from llmops.drift import drift_window
     from resources.knowledge import EmbedderResource, VectorStoreResource
@@ -158,9 +162,47 @@ def test_drift_sensor_requests_one_retraining_per_drift_event(pools, monkeypatch
         assert result.run_key.startswith("drift-")
         assert "embedding_mmd" in result.tags["llmops/drift_tests"]
         assert result.tags["llmops/champion_version"] == "1"
+        plot = Path(result.tags["llmops/drift_plot"])
+        assert plot.read_bytes()[:4] == b"\x89PNG" and plot.with_suffix(".md").is_file()
         # The same data again: nothing.
+        again, cursor = evaluate(instance, cursor)
+        assert isinstance(again, dg.SkipReason) and "already tested" in again.skip_message
+
+        # No new data, but the champion's nightly score fell since its promotion: retrain once.
+        corpus["rows"] = chunks(english[:N], "en-report") + chunks(english[N : 2 * N], "en-more")
+        rng = random.Random(5)
+        for i, mean in enumerate((0.62, 0.61, 0.41)):  # promotion, a steady night, a bad night
+            path = tmp_path / f"scores-{i}.parquet"
+            pq.write_table(pa.table({"string_similarity": [
+                min(1.0, max(0.0, rng.gauss(mean, 0.08))) for _ in range(40)]}), path)
+            instance.report_runless_asset_event(dg.AssetMaterialization(
+                asset_key="evaluation", partition="champion",
+                metadata={"model_version": "1", "scores_path": dg.MetadataValue.path(str(path))},
+            ))
+            result, cursor = evaluate(instance, cursor)
+            if i < 2:
+                assert isinstance(result, dg.SkipReason), result  # no decay yet
+        assert isinstance(result, dg.RunRequest), result
+        assert result.tags["llmops/drift_tests"] == "string_similarity_decay"
         again, _ = evaluate(instance, cursor)
         assert isinstance(again, dg.SkipReason) and "already tested" in again.skip_message
+
+
+def test_score_decay_needs_a_real_and_noticeable_drop():
+    from llmops.drift import score_decay
+
+    rng = random.Random(0)
+    same = [score_decay([rng.gauss(0.6, 0.1) for _ in range(40)],
+                        [rng.gauss(0.6, 0.1) for _ in range(40)]).drift for _ in range(20)]
+    fell = [score_decay([rng.gauss(0.6, 0.1) for _ in range(40)],
+                        [rng.gauss(0.45, 0.1) for _ in range(40)]).drift for _ in range(20)]
+    tiny = score_decay([rng.gauss(0.6, 0.01) for _ in range(400)],
+                       [rng.gauss(0.59, 0.01) for _ in range(400)])
+    print(f"\nscore decay: false alarms {sum(same)}/20, detected {sum(fell)}/20")
+    assert sum(same) <= 1 and sum(fell) >= 19
+    assert not tiny.drift and tiny.p_value < 0.01  # significant but below min_drop
+    with pytest.raises(ValueError, match="need >= 2"):
+        score_decay([0.5], [0.4, 0.3])
 
 
 def test_cached_embedder_embeds_only_unknown_texts():
