@@ -66,9 +66,29 @@ def instruction_dataset(
             "sample": dg.MetadataValue.md(_sample(build.dataset_dict["train"])),
             "mlflow_run_id": run_id,
             "mlflow_run": dg.MetadataValue.url(mlflow.run_url(run_id, experiment_id)),
+            **_trigger_metadata(context.run.tags),
         },
         data_version=dg.DataVersion(build.version),
     )
+
+
+def _trigger_metadata(tags: dict[str, str]) -> dict[str, Any]:
+    """Why this run happened, on the run's first asset: the drift report (markdown and plot)
+    when the drift sensor asked for it."""
+    import base64
+    from pathlib import Path
+
+    meta: dict[str, Any] = {}
+    if "llmops/trigger" in tags:
+        meta["trigger"] = tags["llmops/trigger"]
+    plot = Path(tags.get("llmops/drift_plot", ""))
+    if plot.suffix == ".png" and plot.is_file():
+        report = plot.with_suffix(".md")
+        if report.is_file():
+            meta["drift_report"] = dg.MetadataValue.md(report.read_text())
+        data = base64.b64encode(plot.read_bytes()).decode()
+        meta["drift_plot"] = dg.MetadataValue.md(f"![drift](data:image/png;base64,{data})")
+    return meta
 
 
 def dataset_run(build: Any, dagster_run_id: str, asset_key: str) -> str:

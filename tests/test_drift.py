@@ -231,3 +231,17 @@ def test_large_samples_are_subsampled_for_the_embedding_test():
     sample = subsample(texts, 2000, seed=3)
     assert len(sample) == 2000 == len(set(sample)) and sample == subsample(texts, 2000, seed=3)
     assert subsample(texts[:10], 2000) == texts[:10]
+
+
+def test_drift_report_reaches_the_retraining_runs_first_asset(tmp_path):
+    from assets.dataset import _trigger_metadata
+    from llmops.drift import DriftReport, DriftTest, plot_report
+
+    report = DriftReport(True, 10, 10, [DriftTest("length_psi", 0.9, True, threshold=0.25)])
+    plot = plot_report(report, ["a" * 10] * 10, ["b" * 90] * 10, tmp_path / "k.png")
+    plot.with_suffix(".md").write_text(report.markdown())
+    meta = _trigger_metadata({"llmops/trigger": "drift", "llmops/drift_plot": str(plot)})
+    assert meta["trigger"] == "drift"
+    assert "length_psi" in meta["drift_report"].value
+    assert meta["drift_plot"].value.startswith("![drift](data:image/png;base64,")
+    assert _trigger_metadata({}) == {}
