@@ -122,7 +122,7 @@ def _generator(builder: DatasetBuilderResource, llm: LLMEndpointResource) -> Any
                 "dataset_builder.generator=autogen needs resources.llm.base_url and model "
                 "(an OpenAI-compatible endpoint)"
             )
-        from llmops.agents import AutoGenGenerator, make_model_client
+        from llmops.agents import AutoGenGenerator, PairCache, make_model_client
 
         return AutoGenGenerator(
             lambda: make_model_client(
@@ -131,7 +131,11 @@ def _generator(builder: DatasetBuilderResource, llm: LLMEndpointResource) -> Any
                 llm.api_key,
                 temperature=llm.temperature,
                 timeout=llm.timeout_s,
-            )
+            ),
+            max_pairs=builder.max_examples_per_chunk,
+            # an unchanged chunk is never sent again: same dataset version, no new LLM cost
+            cache=PairCache(data_root() / "cache" / "autogen_pairs.sqlite"),
+            model_key=f"{llm.base_url}|{llm.model}|temperature={llm.temperature}",
         )
     raise dg.Failure(f"dataset_builder.generator: unknown {builder.generator!r} (offline|autogen)")
 

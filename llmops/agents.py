@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import hashlib
 import json
 import re
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from llmops.dataset import TASKS, InstructionExample
@@ -124,6 +126,44 @@ def _run(coro: Any) -> Any:
         return pool.submit(asyncio.run, coro).result()
 
 
+class PairCache:
+    """Generated pairs by (chunk, prompts, model, temperature) in a SQLite file.
+
+    An unchanged chunk asked of the same model with the same prompts is never sent again: the
+    dataset build is reproducible (same pairs, same dataset version) and costs nothing the
+    second time. Outcomes (approved pairs, a rejection, no verdict, malformed drafts) are kept;
+    errors (endpoint down, timeouts) are not, so they are retried. One row per key, written in a
+    transaction: a killed build leaves whole rows only.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        import sqlite3
+
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(self.path), timeout=30, check_same_thread=False)
+        with self._db:
+            self._db.execute("CREATE TABLE IF NOT EXISTS pairs (key TEXT PRIMARY KEY, "
+                             "outcome TEXT NOT NULL, pairs TEXT NOT NULL, created TEXT NOT NULL)")
+
+    def get(self, key: str) -> tuple[str, list[dict[str, str]]] | None:
+        row = self._db.execute("SELECT outcome, pairs FROM pairs WHERE key = ?", (key,)).fetchone()
+        return (row[0], json.loads(row[1])) if row else None
+
+    def put(self, key: str, outcome: str, pairs: list[dict[str, str]]) -> None:
+        from datetime import UTC, datetime
+
+        with self._db:
+            self._db.execute(
+                "INSERT OR REPLACE INTO pairs VALUES (?, ?, ?, ?)",
+                (key, outcome, json.dumps(pairs, ensure_ascii=False),
+                 datetime.now(UTC).isoformat(timespec="seconds")),
+            )
+
+    def __len__(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM pairs").fetchone()[0])
+
+
 class AutoGenGenerator:
     """PairGenerator backed by a RoundRobinGroupChat of a pair writer and a critic.
 
@@ -140,12 +180,23 @@ class AutoGenGenerator:
         max_turns: int = 4,
         max_pairs: int = 4,
         critic_client_factory: Callable[[], Any] | None = None,
+        cache: PairCache | None = None,
+        model_key: str = "",
     ) -> None:
         self.client_factory = client_factory
         self.critic_client_factory = critic_client_factory or client_factory
         self.max_turns = max_turns
         self.max_pairs = max_pairs
+        self.cache = cache
+        self.model_key = model_key  # model(s) and sampling settings: part of the cache key
         self.stats: Counter[str] = Counter()
+
+    def cache_key(self, task: str) -> str:
+        """The chunk's task text (passage, entities, section, language), both prompts, the
+        conversation limits and the model settings."""
+        parts = [task, GENERATOR_PROMPT, CRITIC_PROMPT, str(self.max_pairs), str(self.max_turns),
+                 self.model_key]
+        return hashlib.sha256("\x00".join(parts).encode()).hexdigest()
 
     def generate(
         self, chunk: Mapping[str, Any], entities: Mapping[str, Sequence[str]]
@@ -155,18 +206,21 @@ class AutoGenGenerator:
         if not text.strip():
             self.stats["empty_chunk"] += 1
             return []
-        try:
-            verdict, draft = _run(self._converse(self._task(chunk, entities)))
-        except Exception:  # endpoint down, timeout, exhausted script: this chunk only
-            self.stats["error"] += 1
-            return []
-        if verdict != "APPROVE":
-            self.stats["rejected" if verdict == "REJECT" else "no_verdict"] += 1
-            return []
-        try:
-            pairs = parse_pairs(draft or "")
-        except ValueError:
-            self.stats["malformed"] += 1
+        task = self._task(chunk, entities)
+        key = self.cache_key(task)
+        cached = self.cache.get(key) if self.cache is not None else None
+        if cached is not None:
+            self.stats["cache_hit"] += 1
+            outcome, pairs = cached
+        else:
+            outcome, pairs = self._ask(task)
+            if outcome == "error":  # not cached: retried on the next build
+                return []
+            self.stats["cache_miss" if self.cache is not None else "generated"] += 1
+            if self.cache is not None:
+                self.cache.put(key, outcome, pairs)
+        if outcome != "approved":
+            self.stats[outcome] += 1
             return []
         self.stats["approved"] += 1
         examples = [
@@ -184,6 +238,20 @@ class AutoGenGenerator:
         ]
         self.stats["pairs"] += len(examples)
         return examples
+
+    def _ask(self, task: str) -> tuple[str, list[dict[str, str]]]:
+        """One writer/critic conversation: (outcome, approved pairs)."""
+        try:
+            verdict, draft = _run(self._converse(task))
+        except Exception:  # endpoint down, timeout, exhausted script: this chunk only
+            self.stats["error"] += 1
+            return "error", []
+        if verdict != "APPROVE":
+            return ("rejected" if verdict == "REJECT" else "no_verdict"), []
+        try:
+            return "approved", parse_pairs(draft or "")
+        except ValueError:
+            return "malformed", []
 
     def _task(self, chunk: Mapping[str, Any], entities: Mapping[str, Sequence[str]]) -> str:
         found = {k: list(v) for k, v in entities.items() if v}

@@ -11,7 +11,7 @@ class LLMEndpointResource(dg.ConfigurableResource):
     base_url: str | None = None
     model: str | None = None
     api_key: str | None = None  # {env: OPENAI_API_KEY}
-    temperature: float = 0.2
+    temperature: float = 0.0  # reproducible pairs; part of the dataset generator's cache key
     timeout_s: float = 60.0
 
     @property
