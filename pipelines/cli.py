@@ -320,7 +320,7 @@ def demo(env: EnvOpt = None) -> None:
         "  .venv/bin/llmops models      champion, challenger, previous champion, last decision\n"
         "  .venv/bin/llmops rollback    restore the previous champion\n"
         "  .venv/bin/llmops search 'your question'\n"
-        "  .venv/bin/mlflow ui --backend-store-uri sqlite:///.mlruns/mlflow.db",
+        "  make mlflow                  MLflow UI at http://127.0.0.1:5000 (runs, registry)",
     )
 
 
