@@ -132,6 +132,9 @@ def test_letters_sharing_one_glyph_box_keep_stream_order():
     # a vowel mark written before its letter, on the letter's box, follows the letter
     merged = glyph_clusters([_char("\u064b", 11, 14, top=96), _char("ا", 10, 15)])
     assert [c["text"] for c in merged] == ["ا\u064b"] and merged[0]["top"] == 100
+    # the same letter overprinted a fraction of a point away (fake bold) is one letter
+    bold = glyph_clusters([_char("ب", 10, 16), _char("ب", 10.3, 16.3), _char("ا", 16.3, 19)])
+    assert [c["text"] for c in bold] == ["ب", "ا"]
 
 
 def test_logical_from_visual_keeps_numbers_and_latin_left_to_right():

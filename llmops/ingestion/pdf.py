@@ -370,13 +370,15 @@ def glyph_clusters(chars: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Characters sharing one glyph box become one character whose text is in stream order
     (the order the producer wrote them, which is logical order inside a glyph); a mark written
     before its letter follows it. The letter's box is kept, so a mark above the line does not
-    move the line."""
+    move the line. A glyph drawn twice on the same spot (overprinted bold) counts once."""
     out: list[dict[str, Any]] = []
     for c in chars:
         prev = out[-1] if out else None
         if prev is None or not _same_glyph(prev, c):
             out.append(c)
             continue
+        if c["text"] == prev["text"] and abs(c["x0"] - prev["x0"]) + abs(c["x1"] - prev["x1"]) < 1:
+            continue  # the same glyph drawn twice (overprinted "bold"): one letter
         if _is_mark(prev["text"]) and not _is_mark(c["text"]):
             merged = dict(c, text=c["text"] + prev["text"])
         else:
