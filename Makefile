@@ -29,11 +29,13 @@ $(STAMP): requirements.lock pyproject.toml
 
 tesseract:  ## tesseract with English, Arabic and orientation detection (OSD)
 	@if ! command -v tesseract >/dev/null || ! tesseract --list-langs 2>/dev/null | grep -qx ara \
-		|| ! tesseract --list-langs 2>/dev/null | grep -qx osd; then \
-		echo "installing tesseract-ocr with English, Arabic and OSD"; \
+		|| ! tesseract --list-langs 2>/dev/null | grep -qx osd \
+		|| ! fc-list :lang=ar 2>/dev/null | grep -q .; then \
+		echo "installing tesseract-ocr with English, Arabic and OSD, and an Arabic font"; \
 		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
-			tesseract-ocr tesseract-ocr-eng tesseract-ocr-ara tesseract-ocr-osd >/dev/null; \
+			tesseract-ocr tesseract-ocr-eng tesseract-ocr-ara tesseract-ocr-osd \
+			fonts-dejavu-core fontconfig >/dev/null; \
 	fi
 
 chromium:  ## headless Chromium for the UI test (Debian's package; Playwright drives it)

@@ -291,3 +291,88 @@ def detect_language(
     if not values or values[0].value < min_confidence:
         return "und"
     return values[0].language.iso_code_639_1.name.lower()
+
+
+# --------------------------------------------------------------------------- glyph geometry
+
+_MIRRORED = str.maketrans("()[]{}<>«»", ")(][}{><»«")
+
+
+def bidi_class(text: str) -> str:
+    """Direction class of a glyph cluster: "R" (Arabic/Hebrew letter), "L" (Latin and other LTR
+    letters), "N" (digit) or "W" (space, punctuation): its first character that has one."""
+    for ch in text:
+        kind = unicodedata.bidirectional(ch)
+        if kind in ("R", "AL"):
+            return "R"
+        if kind == "L":
+            return "L"
+        if kind in ("EN", "AN"):
+            return "N"
+    return "W"
+
+
+def _runs(classes: list[str], start: str, inner: str) -> list[list[int]]:
+    """Indices grouped into units: maximal runs that begin and end with a ``start`` class and
+    hold only ``start``/``inner`` classes in between; every other index is a unit of its own."""
+    units: list[list[int]] = []
+    i, n = 0, len(classes)
+    while i < n:
+        if classes[i] not in start:
+            units.append([i])
+            i += 1
+            continue
+        last = k = i
+        while k < n and classes[k] in start + inner:
+            if classes[k] in start:
+                last = k
+            k += 1
+        units.append(list(range(i, last + 1)))
+        i = last + 1
+    return units
+
+
+def logical_from_visual(clusters: list[str], base_dir: str = "auto") -> str:
+    """Logical-order text of one line given its glyph clusters from left to right.
+
+    Each cluster is the text of one glyph box, already in logical order (a lam-alef ligature is
+    one glyph for two letters; reversing the decoded string would swap them, which is why this
+    works on clusters and not on characters). In a right-to-left line the clusters are read from
+    the right, except runs of Latin letters and digits (with the spaces and punctuation between
+    them), which keep their left-to-right order; in a left-to-right line, runs of Arabic (with
+    the numbers inside them) are the ones read from the right. Brackets read right-to-left are
+    mirrored back, as the bidi algorithm mirrored them for display.
+    """
+    if base_dir not in ("auto", "R", "L"):
+        raise ValueError(f"base_dir must be auto, R or L, got {base_dir!r}")
+    classes = [bidi_class(c) for c in clusters]
+    if "R" not in classes:
+        return "".join(clusters)
+    if base_dir == "auto":
+        strong = [c for c in classes if c in "RL"]
+        if strong[0] == strong[-1]:
+            base_dir = strong[0]
+        else:
+            base_dir = "R" if strong.count("R") >= strong.count("L") else "L"
+    out: list[str] = []
+    if base_dir == "R":
+        for unit in reversed(_runs(classes, "LN", "W")):
+            if len(unit) == 1 and classes[unit[0]] == "W":
+                out.append(clusters[unit[0]].translate(_MIRRORED))
+            else:
+                out.extend(clusters[i] for i in unit)
+        return "".join(out)
+    for unit in _runs(classes, "R", "WN"):
+        if classes[unit[0]] != "R":
+            out.extend(clusters[i] for i in unit)
+            continue
+        # an Arabic run inside a left-to-right line: read from the right, numbers kept LTR
+        inner = [unit[0] + k for k in range(len(unit))]
+        sub = _runs([classes[i] for i in inner], "N", "W")
+        for part in reversed(sub):
+            idx = [inner[k] for k in part]
+            if len(idx) == 1 and classes[idx[0]] == "W":
+                out.append(clusters[idx[0]].translate(_MIRRORED))
+            else:
+                out.extend(clusters[i] for i in idx)
+    return "".join(out)

@@ -8,12 +8,13 @@ chosen by measurement (``bench/bench_ocr.py`` prints the ablation), not by habit
 from __future__ import annotations
 
 import functools
+import hashlib
 import multiprocessing
 import os
 import re
 import shutil
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -70,6 +71,7 @@ class OcrConfig:
     binarize: str = "adaptive"  # none | otsu | adaptive
     min_line_px: int = 20  # upscale when text lines are lower than this (small print)
     max_upscale: float = 4.0
+    pad_px: int = 0  # white margin added around the cleaned image (tight line crops)
     arabic_retry: bool = True  # re-read Arabic-dominated pages with the Arabic-only models
     # Quarter-turn correction: "osd" asks tesseract's orientation detector (checked against the
     # text-line axis from the ink profile), "none" trusts the scan to be upright.
@@ -294,6 +296,9 @@ def preprocess(img: Image.Image, cfg: OcrConfig | None = None) -> Image.Image:
             factor = min(cfg.max_upscale, cfg.min_line_px / line_height)
             gray = cv2.resize(gray, None, fx=factor, fy=factor, interpolation=cv2.INTER_CUBIC)
     gray = binarize(gray, cfg.binarize)
+    if cfg.pad_px > 0:
+        paper = int(np.median(gray))
+        gray = cv2.copyMakeBorder(gray, *[cfg.pad_px] * 4, cv2.BORDER_CONSTANT, value=paper)
     return Image.fromarray(gray)
 
 
@@ -728,6 +733,106 @@ def ocr_cer_dir(
         config={k: v for k, v in cfg.to_dict().items() if k not in ("arabic", "languages")},
     )
     return report
+
+
+def split_lines(paths: Sequence[Path], seed: int = 13) -> tuple[list[Path], list[Path]]:
+    """A fixed half/half split of ground-truth files: (selection, held-out), each sorted.
+
+    Files are ranked by a hash of ``seed`` and their *name* (not their folder, not their
+    position in the list), so the split is the same wherever the corpus is mounted and in
+    whatever order the files are listed, and a line added later moves at most one other line.
+    Settings are chosen on the first half only and reported on the second.
+    """
+    names = [Path(p).name for p in paths]
+    if len(set(names)) != len(names):
+        raise ValueError("split_lines needs distinct file names")
+    ranked = sorted(
+        paths, key=lambda p: hashlib.sha256(f"{seed}:{Path(p).name}".encode()).hexdigest()
+    )
+    half = len(ranked) // 2
+    return sorted(ranked[:half]), sorted(ranked[half:])
+
+
+Scorer = Callable[[Sequence[Path], dict[str, Any]], float]
+
+
+def _key(settings: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+    return tuple(sorted(settings.items(), key=lambda kv: kv[0]))
+
+
+def select_settings(
+    selection: Sequence[Path],
+    scorer: Scorer,
+    dimensions: Sequence[tuple[str, Sequence[Any]]],
+    start: dict[str, Any],
+    rounds: int = 2,
+    min_gain: float = 0.001,
+) -> tuple[dict[str, Any], float]:
+    """Coordinate descent over ``dimensions`` scored on ``selection`` only: (settings, CER).
+
+    Each round tries every value of every setting with the others fixed and keeps a change only
+    when it lowers the score by more than ``min_gain``, so ties keep the earlier, simpler value
+    and noise of one line does not pick a setting. ``scorer(paths, settings)`` returns the CER of
+    the OcrConfig overrides ``settings`` on ``paths``; it is never shown any other paths.
+    """
+    cache: dict[tuple[tuple[str, Any], ...], float] = {}
+    paths = list(selection)
+
+    def score(settings: dict[str, Any]) -> float:
+        key = _key(settings)
+        if key not in cache:
+            cache[key] = scorer(paths, dict(settings))
+        return cache[key]
+
+    best = dict(start)
+    best_cer = score(best)
+    for _ in range(rounds):
+        improved = False
+        for name, values in dimensions:
+            for value in values:
+                trial = {**best, name: value}
+                cer = score(trial)
+                if cer < best_cer - min_gain:
+                    best, best_cer, improved = trial, cer, True
+        if not improved:
+            break
+    return best, best_cer
+
+
+def select_and_evaluate(
+    paths: Sequence[Path],
+    scorer: Scorer,
+    dimensions: Sequence[tuple[str, Sequence[Any]]],
+    start: dict[str, Any],
+    baselines: dict[str, dict[str, Any]],
+    rounds: int = 2,
+    seed: int = 13,
+    limit: int | None = None,
+) -> dict[str, Any]:
+    """Choose settings on one half of ``paths`` and report every candidate on the other half.
+
+    The held-out half reaches ``scorer`` only after the choice is made, and only with the chosen
+    settings and the fixed ``baselines`` (e.g. plain tesseract, shipped defaults): the reported
+    held-out CER is what print the choice never saw gets. ``limit`` caps each half (quick runs).
+    """
+    selection, held_out = split_lines(paths, seed=seed)
+    if limit is not None:
+        selection, held_out = selection[:limit], held_out[:limit]
+    if not selection or not held_out:
+        raise ValueError(f"need at least 2 ground-truth lines to split, got {len(paths)}")
+    chosen, chosen_cer = select_settings(selection, scorer, dimensions, start, rounds=rounds)
+    candidates = {**baselines, "chosen settings": chosen}
+    return {
+        "chosen": chosen,
+        "n_selection": len(selection),
+        "n_held_out": len(held_out),
+        "held_out_paths": held_out,
+        "selection_cer": {
+            name: chosen_cer if name == "chosen settings" else scorer(selection, dict(cfg))
+            for name, cfg in candidates.items()
+        },
+        "held_out_cer": {name: scorer(held_out, dict(cfg)) for name, cfg in candidates.items()},
+    }
 
 
 def with_overrides(cfg: OcrConfig | None = None, **changes: Any) -> OcrConfig:

@@ -13,6 +13,10 @@ Per page:
 4. Text: words -> lines -> column blocks. A vertical gutter that separates prose on both sides
    splits the lines between full-width lines into columns read one after the other, so a
    three-column Federal Register page does not interleave its columns.
+5. Arabic: every line is ordered from glyph geometry (:func:`line_text`), right to left in an
+   Arabic line with Latin runs and numbers kept left to right. Characters drawn in one glyph box
+   (a lam-alef ligature decoded to two letters) keep their stream order: reversing the decoded
+   string instead swaps them ("األصوات" for "الأصوات").
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import io
 import itertools
 import logging
 import math
+import unicodedata
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -32,7 +37,7 @@ import pdfplumber
 from pdfplumber.page import DerivedPage, Page
 from pdfplumber.utils.text import WordExtractor
 
-from llmops.arabic import arabic_ratio, fix_visual_order, looks_visual_order
+from llmops.arabic import arabic_ratio, bidi_class, logical_from_visual
 from llmops.ingestion.config import IngestConfig
 from llmops.ingestion.errors import DocumentError
 from llmops.ingestion.quality import text_layer_problem
@@ -227,10 +232,10 @@ def _cell_lines(
         if not tops or w["top"] - tops[-1] > 3:
             tops.append(w["top"])
         line_of.append(len(tops) - 1)
-    grid = [["" for _ in tops] for _ in row_cells]
+    cells: list[list[list[dict[str, Any]]]] = [[[] for _ in tops] for _ in row_cells]
     for (j, w), k in sorted(zip(placed, line_of, strict=True), key=lambda p: p[0][1]["x0"]):
-        grid[j][k] = (grid[j][k] + " " + w["text"]).strip()
-    return tops, grid
+        cells[j][k].append(w)
+    return tops, [[line_text(ws) for ws in col] for col in cells]
 
 
 def _split_stacked_row(
@@ -337,8 +342,80 @@ def _inside(bbox: tuple[float, float, float, float]):
     return keep
 
 
+def _rtl_or_mark(text: str) -> bool:
+    return any(unicodedata.combining(ch) or bidi_class(ch) == "R" for ch in text)
+
+
+def _is_mark(text: str) -> bool:
+    return all(unicodedata.combining(ch) for ch in text)
+
+
+def _same_glyph(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Two characters drawn in one glyph box (a ligature split into two character objects, or
+    a vowel mark placed over its letter). Only Arabic-script text and marks are grouped: an
+    overprinted Latin letter keeps its current handling."""
+    ta, tb = a["text"], b["text"]
+    if not ta.strip() or not tb.strip() or not (_rtl_or_mark(ta) or _rtl_or_mark(tb)):
+        return False
+    if min(a["bottom"], b["bottom"]) <= max(a["top"], b["top"]):
+        return False
+    overlap = min(a["x1"], b["x1"]) - max(a["x0"], b["x0"])
+    narrow = min(a["x1"] - a["x0"], b["x1"] - b["x0"])
+    if narrow <= 0.5:  # zero-width glyph: inside the other one's box
+        return overlap >= narrow - 0.25
+    return overlap >= 0.7 * narrow
+
+
+def glyph_clusters(chars: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Characters sharing one glyph box become one character whose text is in stream order
+    (the order the producer wrote them, which is logical order inside a glyph); a mark written
+    before its letter follows it. The letter's box is kept, so a mark above the line does not
+    move the line. A glyph drawn twice on the same spot (overprinted bold) counts once."""
+    out: list[dict[str, Any]] = []
+    for c in chars:
+        prev = out[-1] if out else None
+        if prev is None or not _same_glyph(prev, c):
+            out.append(c)
+            continue
+        if c["text"] == prev["text"] and abs(c["x0"] - prev["x0"]) + abs(c["x1"] - prev["x1"]) < 1:
+            continue  # the same glyph drawn twice (overprinted "bold"): one letter
+        if _is_mark(prev["text"]) and not _is_mark(c["text"]):
+            merged = dict(c, text=c["text"] + prev["text"])
+        else:
+            merged = dict(prev, text=prev["text"] + c["text"])
+            if not _is_mark(c["text"]):
+                merged.update(x0=min(prev["x0"], c["x0"]), x1=max(prev["x1"], c["x1"]))
+                merged["width"] = merged["x1"] - merged["x0"]
+        out[-1] = merged
+    return out
+
+
 def _words(chars: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return WordExtractor(x_tolerance_ratio=X_TOLERANCE_RATIO, y_tolerance=3).extract_words(chars)
+    """Words with their glyph clusters from left to right (``clusters``) and whether they hold
+    right-to-left letters (``rtl``): the line they sit in is ordered from that geometry."""
+    extractor = WordExtractor(x_tolerance_ratio=X_TOLERANCE_RATIO, y_tolerance=3)
+    words = []
+    for word, members in extractor.iter_extract_tuples(glyph_clusters(chars)):
+        if any(bidi_class(c["text"]) == "R" for c in members):
+            word["rtl"] = True
+            word["clusters"] = [
+                c["text"] for c in sorted(members, key=lambda c: (c["x0"] + c["x1"]) / 2)
+            ]
+        words.append(word)
+    return words
+
+
+def line_text(words: list[dict[str, Any]]) -> str:
+    """Text of one line of words (sorted left to right): Arabic lines are put in logical order
+    from the glyph positions, so ligatures keep their letters in order."""
+    if not any(w.get("rtl") for w in words):
+        return " ".join(w["text"] for w in words)
+    clusters: list[str] = []
+    for k, w in enumerate(words):
+        if k:
+            clusters.append(" ")
+        clusters.extend(w.get("clusters") or list(w["text"]))
+    return logical_from_visual(clusters)
 
 
 def _outside(bboxes: list[tuple[float, float, float, float]]):
@@ -428,11 +505,11 @@ def _join_lines(lines: list[list[dict[str, Any]]]) -> str:
         if b[0]["top"] > a[0]["top"]
     ]
     pitch = float(np.median(pitches)) if pitches else 0.0
-    out = [" ".join(w["text"] for w in lines[0])]
+    out = [line_text(lines[0])]
     for prev, line in itertools.pairwise(lines):
         gap = line[0]["top"] - prev[0]["top"]
         new_para = (pitch and gap > 1.6 * pitch) or prev[0].get("anchor") or line[0].get("anchor")
-        out.append(("\n\n" if new_para else "\n") + " ".join(w["text"] for w in line))
+        out.append(("\n\n" if new_para else "\n") + line_text(line))
     return "".join(out)
 
 
@@ -505,22 +582,6 @@ def _has_scan_image(page: Page) -> bool:
     return False
 
 
-def _fix_rtl(text: str, tables: list[TableRecord]) -> tuple[str, list[TableRecord], bool]:
-    """Put visual-order Arabic (born-digital RTL PDFs) back into logical order.
-
-    One decision per page, from the text and all table cells together: a page is laid out by
-    one producer, and more words give a surer vote than a single short cell.
-    """
-    sample = "\n".join([text, *(" ".join(c for r in t.rows for c in r) for t in tables)])
-    if arabic_ratio(sample) == 0 or not looks_visual_order(sample):
-        return text, tables, False
-    fixed_tables = [
-        TableRecord(rows=[[fix_visual_order(c) for c in r] for r in t.rows], bbox=t.bbox)
-        for t in tables
-    ]
-    return fix_visual_order(text), fixed_tables, True
-
-
 def extract_text_page(page: Page, cfg: IngestConfig) -> PdfPageResult:
     """Text layer of one page, or the verdict that it needs OCR."""
     result = PdfPageResult(page_number=page.page_number)
@@ -553,9 +614,8 @@ def extract_text_page(page: Page, cfg: IngestConfig) -> PdfPageResult:
     if side:
         text = f"{text}\n\n{side}" if text else side
     records = [TableRecord(rows=rows, bbox=bbox) for bbox, rows in tables]
-    text, records, fixed = _fix_rtl(text, records)
-    if fixed:
-        result.warnings.append("Arabic text layer was in visual order: reordered to logical")
+    if arabic_ratio(raw) > 0:
+        result.warnings.append("Arabic text: characters ordered right to left from glyph positions")
     if not text.strip() and not records:
         result.warnings.append("blank page")
     result.text, result.tables = text, records

@@ -1,0 +1,154 @@
+"""Arabic ligatures in born-digital PDFs: letters come out in logical order from glyph geometry.
+
+A shaped Arabic PDF draws a lam-alef ligature as ONE glyph whose ToUnicode entry holds TWO letters
+in logical order ("لأ"). Reversing the decoded visual-order string then swaps them ("األصوات" for
+"الأصوات", "االنتخابات" for "الانتخابات"): the bug seen on a real Arabic results table. The PDF
+here is built with a real Arabic font and HarfBuzz shaping (fpdf2), so the trap is the one a
+word processor produces; the test checks the trap is really in the file before trusting a pass.
+"""
+
+from __future__ import annotations
+
+import glob
+import io
+import subprocess
+from functools import lru_cache
+from pathlib import Path
+
+import pdfplumber
+import pytest
+
+from llmops.arabic import logical_from_visual, normalize_arabic
+from llmops.ingestion import IngestConfig, extract_document
+from llmops.ingestion.pdf import glyph_clusters, line_text
+
+WORDS = ["الانتخابات", "التشريعية", "الأصوات", "المصرح"]
+# Latin runs and numbers sit between Arabic words, so their place is unambiguous.
+LINE = "نتائج الانتخابات التشريعية Jeremy Smith الأصوات المصرح بها 12345 صوتا"
+CELLS = [["الأصوات", "المصرح بها"], ["12345", "الانتخابات 2024 التشريعية"]]
+
+
+@lru_cache(maxsize=1)
+def arabic_font() -> Path | None:
+    """A TrueType font with Arabic letters and lam-alef ligatures (DejaVu Sans, Noto...)."""
+    from fontTools.ttLib import TTFont
+
+    candidates: list[str] = []
+    try:
+        out = subprocess.run(
+            ["fc-list", ":lang=ar", "file"], capture_output=True, text=True, timeout=20
+        ).stdout
+        candidates += [line.split(":")[0].strip() for line in out.splitlines()]
+    except (OSError, subprocess.SubprocessError):
+        pass
+    candidates += glob.glob("/usr/share/fonts/**/*Arabic*.ttf", recursive=True)
+    candidates += glob.glob("/usr/share/fonts/**/DejaVuSans.ttf", recursive=True)
+    # regular proportional faces first: they carry the fullest Arabic shaping tables
+    candidates.sort(key=lambda p: ("Mono" in p, "Bold" in p or "Oblique" in p, len(p)))
+    for path in candidates:
+        if not path.lower().endswith(".ttf"):
+            continue
+        try:
+            font = TTFont(path, lazy=True)
+            cmap = font.getBestCmap() or {}
+            if all(ord(ch) in cmap for ch in "الأنتخبصرحشيعة") and "GSUB" in font:
+                return Path(path)
+        except Exception:  # an unreadable font file is just not a candidate
+            continue
+    return None
+
+
+@pytest.fixture(scope="module")
+def shaped_pdf() -> bytes:
+    font = arabic_font()
+    if font is None:
+        pytest.skip(
+            "no Arabic TrueType font on this machine (install fonts-dejavu-core or "
+            "fonts-noto-core: `make tesseract` does)"
+        )
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.add_page()
+    pdf.add_font("arabic", fname=str(font))
+    pdf.set_font("arabic", size=14)
+    pdf.set_text_shaping(True)  # HarfBuzz: contextual forms and ligatures, visual order
+    pdf.cell(text=LINE)
+    pdf.ln(20)
+    pdf.cell(text="Totals by district, in English, 2024")
+    pdf.ln(20)
+    with pdf.table(first_row_as_headings=False) as table:
+        for row in CELLS:
+            cells = table.row()
+            for text in row:
+                cells.cell(text)
+    return bytes(pdf.output())
+
+
+def test_the_pdf_has_the_ligature_trap(shaped_pdf):
+    """One glyph carries lam + alef: reversing the decoded string would swap them."""
+    with pdfplumber.open(io.BytesIO(shaped_pdf)) as pdf:
+        chars = pdf.pages[0].chars
+    ligatures = [c["text"] for c in chars if len(c["text"]) == 2 and c["text"][0] == "ل"]
+    if not ligatures:
+        pytest.skip(f"font {arabic_font()} forms no lam-alef ligature: no trap to test")
+    assert "لأ" in ligatures and "لا" in ligatures
+    first_line = [c for c in chars if abs(c["top"] - chars[0]["top"]) < 3]
+    naive = "".join(c["text"] for c in sorted(first_line, key=lambda c: c["x0"]))[::-1]
+    assert "األصوات" in naive  # the bug this guards against, reproduced on this file
+
+
+def test_page_text_and_table_cells_are_in_logical_order(shaped_pdf):
+    (page,) = extract_document(shaped_pdf, "results.pdf", IngestConfig())
+    text = normalize_arabic(page.text)
+    assert LINE in text  # words, Latin run and number each in place
+    for word in WORDS:
+        assert word in text.split()
+    for wrong in ["االنتخابات", "األصوات", "املصرح", "الترشيعية"]:
+        assert wrong not in text
+    assert "Totals by district, in English, 2024" in text  # LTR lines untouched
+    (table,) = page.tables
+    assert [[normalize_arabic(c) for c in row] for row in table.rows] == CELLS
+    assert "12345" in text and "54321" not in text
+
+
+def _char(text: str, x0: float, x1: float, top: float = 100.0) -> dict:
+    return {"text": text, "x0": x0, "x1": x1, "top": top, "bottom": top + 12, "upright": True,
+            "width": x1 - x0, "height": 12.0, "size": 12.0, "fontname": "F", "doctop": top,
+            "matrix": (12, 0, 0, 12, x0, 700)}  # fmt: skip
+
+
+def test_letters_sharing_one_glyph_box_keep_stream_order():
+    """Producers that split a ligature into two character objects on one box ("لم" of
+    المصرح, "شر" of التشريعية): the pair keeps the order it was written in."""
+    # visual order, left to right: ح ر ص [ل م] ا, the pair written lam then meem
+    chars = [
+        _char("ح", 10, 18), _char("ر", 18, 24), _char("ص", 24, 34),
+        _char("ل", 34, 44), _char("م", 34.2, 43.9), _char("ا", 44, 48),
+    ]  # fmt: skip
+    from llmops.ingestion.pdf import _words
+
+    assert line_text(_words(chars)) == "المصرح"
+    # a vowel mark written before its letter, on the letter's box, follows the letter
+    merged = glyph_clusters([_char("\u064b", 11, 14, top=96), _char("ا", 10, 15)])
+    assert [c["text"] for c in merged] == ["ا\u064b"] and merged[0]["top"] == 100
+    # the same letter overprinted a fraction of a point away (fake bold) is one letter
+    bold = glyph_clusters([_char("ب", 10, 16), _char("ب", 10.3, 16.3), _char("ا", 16.3, 19)])
+    assert [c["text"] for c in bold] == ["ب", "ا"]
+
+
+def test_logical_from_visual_keeps_numbers_and_latin_left_to_right():
+    def visual(clusters: list[str]) -> str:
+        return logical_from_visual(clusters)
+
+    # RTL line: "عندي 47 قطط" is drawn as ططق 47 يدنع
+    assert visual(["ط", "ط", "ق", " ", "4", "7", " ", "ي", "د", "ن", "ع"]) == "عندي 47 قطط"
+    # lam-alef as one cluster stays "لا" (not "ال") once the line is read from the right
+    assert visual(["ة", "ي", "ز", "ي", "ل", "ج", "ن", "لا", "ا"]) == "الانجليزية"
+    # LTR line with an Arabic word: only the Arabic run is read from the right
+    assert visual([*"Jeremy is ", "ي", "م", "ر", "ج", *" in Arabic"]) == "Jeremy is جرمي in Arabic"
+    # brackets drawn mirrored in RTL text are mirrored back
+    assert visual(["(", "ب", "ا", ")"]) == "(اب)"
+    assert visual(list("No Arabic 12,345.")) == "No Arabic 12,345."
+    with pytest.raises(ValueError, match="base_dir"):
+        logical_from_visual(["ا"], base_dir="up")
