@@ -3,7 +3,8 @@
 LanceDB is embedded (a local folder, or any object-store URI it supports), versions every write
 (``version`` is recorded as lineage by the embedding asset) and has native full-text search, so
 one table serves dense, lexical and hybrid retrieval. Hybrid search is reciprocal rank fusion done
-here, in a few lines, so a result's score can be explained from its two ranks.
+here, in a few lines, so a result's score can be explained from its two ranks; its two queries run
+concurrently (LanceDB releases the GIL), so hybrid costs about the slower of the two, not their sum.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -110,6 +112,8 @@ class VectorStore:
         self._db = lancedb.connect(self.uri, storage_options=storage_options)
         self._table: Any = None
         self._dim = dim
+        self._meta: dict[str, Any] | None = None  # row count + index presence, reset on writes
+        self._pool: ThreadPoolExecutor | None = None
         try:
             self._table = self._db.open_table(table)
             self._dim = self._table.schema.field("vector").type.list_size
@@ -129,6 +133,20 @@ class VectorStore:
 
     def count(self, where: str | None = None) -> int:
         return int(self._table.count_rows(where)) if self._table is not None else 0
+
+    def _search_meta(self) -> dict[str, Any]:
+        """Rows and index presence, looked up once per table state instead of on every query.
+
+        Reset by every write through this object; like LanceDB's own default (no read
+        consistency interval), rows written by another process show after re-opening the store.
+        """
+        if self._meta is None:
+            self._meta = {
+                "rows": self.count(),
+                "vector_index": self._table is not None and self._index("vector") is not None,
+                "text_index": self._table is not None and self._index("text") is not None,
+            }
+        return self._meta
 
     def _column(self, column: str, where: str | None = None) -> pa.Array:
         """One scalar column (never the vectors) for the whole table or a filtered part."""
@@ -235,6 +253,7 @@ class VectorStore:
         if (rows.num_rows if isinstance(rows, pa.Table) else len(rows)) == 0:
             return {"inserted": 0, "updated": 0, "version": self.version}
         data = self._to_arrow(rows)
+        self._meta = None
         if self._table is None:
             self._table = self._db.create_table(self.table_name, data=data)
             return {"inserted": data.num_rows, "updated": 0, "version": self.version}
@@ -254,6 +273,7 @@ class VectorStore:
         values = sorted(set(values))
         if self._table is None or not values:
             return 0
+        self._meta = None
         before = self.count()
         for i in range(0, len(values), _IN_BATCH):
             self._table.delete(_in_clause(column, values[i : i + _IN_BATCH]))
@@ -304,6 +324,7 @@ class VectorStore:
         from lancedb.index import FTS, IvfHnswSq, IvfPq
 
         done: dict[str, Any] = {"fts": "absent", "ann": "absent"}
+        self._meta = None
         n = self.count()
         if self._table is None or n == 0:
             return done
@@ -346,7 +367,7 @@ class VectorStore:
             .select([*_RESULT_COLUMNS, "_distance"])
             .limit(limit)
         )
-        if self._index("vector") is not None:
+        if self._search_meta()["vector_index"]:
             query = query.nprobes(self.nprobes)
             if self.refine_factor:
                 query = query.refine_factor(self.refine_factor)
@@ -360,10 +381,11 @@ class VectorStore:
     def _fts_hits(self, text: str, limit: int, where: str | None) -> list[dict[str, Any]]:
         if not text or not text.strip():
             return []
-        if self._index("text") is None:
+        if not self._search_meta()["text_index"]:
             from lancedb.index import FTS
 
             self._table.create_index("text", config=FTS(), replace=True)
+            self._meta = None
         query = self._table.search(text, query_type="fts")
         query = query.select([*_RESULT_COLUMNS, "_score"]).limit(limit)
         if where:
@@ -390,7 +412,7 @@ class VectorStore:
         """
         if mode not in SEARCH_MODES:
             raise ValueError(f"mode must be one of {SEARCH_MODES}, got {mode!r}")
-        if self._table is None or k <= 0 or self.count() == 0:
+        if self._table is None or k <= 0 or self._search_meta()["rows"] == 0:
             return []
         if mode in ("vector", "hybrid") and query_vector is None:
             raise ValueError(f"mode {mode!r} needs a query_vector")
@@ -400,8 +422,12 @@ class VectorStore:
             hits = self._fts_hits(query_text or "", k, where)
         else:
             depth = candidates or max(4 * k, 20)
+            self._search_meta()  # fill the cache once, not from both threads
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(2, thread_name_prefix="hybrid")
+            text_future = self._pool.submit(self._fts_hits, query_text or "", depth, where)
             by_vector = self._vector_hits(query_vector, depth, where)
-            by_text = self._fts_hits(query_text or "", depth, where)
+            by_text = text_future.result()
             rows = {h["chunk_id"]: h for h in by_text}
             rows.update({h["chunk_id"]: h for h in by_vector})
             fused = rrf_fuse(
