@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import re
+from collections.abc import Iterable
 from dataclasses import replace
 
 from PIL import Image, UnidentifiedImageError
@@ -16,7 +17,7 @@ from PIL import Image, UnidentifiedImageError
 from llmops.arabic import detect_language, normalize_arabic
 from llmops.ingestion.config import IngestConfig
 from llmops.ingestion.detect import Detected, detect_type, document_id_from_hash, sha256_hex
-from llmops.ingestion.errors import DocumentError
+from llmops.ingestion.errors import DocumentError, OcrError
 from llmops.ingestion.office import TextPage, extract_docx, extract_html, extract_txt
 from llmops.ingestion.records import DocumentInfo, PageRecord, TableRecord
 from llmops.ingestion.scan import OcrOutcome, ensure_ocr_available, iter_image_frames, ocr_many
@@ -160,6 +161,17 @@ def _all_timed_out(outcomes: list[OcrOutcome], name: str, cfg: IngestConfig) -> 
         )
 
 
+def _ocr_named(
+    images: Iterable[Image.Image], cfg: IngestConfig, numbers: list[int], name: str
+) -> list[OcrOutcome]:
+    """OCR pages; a tesseract failure (not a timeout) names the file and the real page number,
+    so the quarantine record says which document and page broke and why."""
+    try:
+        return ocr_many(images, cfg, len(numbers), page_numbers=numbers)
+    except OcrError as err:
+        raise err.with_source(name) from err
+
+
 # --------------------------------------------------------------------------- per kind
 
 
@@ -178,7 +190,7 @@ def _extract_pdf(data: bytes, name: str, doc_id: str, cfg: IngestConfig) -> list
     if scanned:
         ensure_ocr_available(cfg, name)
         numbers = [r.page_number for r in scanned]
-        outcomes = ocr_many(render_pages(data, numbers, cfg, name), cfg, len(numbers))
+        outcomes = _ocr_named(render_pages(data, numbers, cfg, name), cfg, numbers, name)
         if len(records) == 0:
             _all_timed_out(outcomes, name, cfg)
         for r, outcome in zip(scanned, outcomes, strict=True):
@@ -190,7 +202,7 @@ def _extract_image(data: bytes, name: str, doc_id: str, cfg: IngestConfig) -> li
     img = _open_image(data, name)
     ensure_ocr_available(cfg, name)
     n = int(getattr(img, "n_frames", 1))
-    outcomes = ocr_many(iter_image_frames(img), cfg, n)
+    outcomes = _ocr_named(iter_image_frames(img), cfg, list(range(1, n + 1)), name)
     _all_timed_out(outcomes, name, cfg)
     return [_ocr_record(doc_id, i, o, cfg, []) for i, o in enumerate(outcomes, start=1)]
 

@@ -1,0 +1,226 @@
+"""Tables in reading order, OCR decided by text-layer coverage, unruled tables, OCR errors.
+
+Every PDF here is written by hand (content streams with text, rules, paths and images), so the
+tests know exactly what the page holds.
+"""
+
+from __future__ import annotations
+
+import io
+import zlib
+
+import pytest
+from PIL import Image, ImageDraw, ImageFont
+
+from llmops.chunking import chunk_pages
+from llmops.ingestion import IngestConfig, extract_document
+from tests.fixtures.ingestion_docs import LATIN_FONTS, find_font
+
+CFG = IngestConfig(ocr_dpi=200)
+W, H = 612, 792
+
+
+def _count_tokens(text: str) -> int:
+    return len(text.split())
+
+
+def _esc(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
+
+
+def text_op(x: float, y_top: float, text: str, size: float = 11, bold: bool = False) -> str:
+    """Text drawn with its top ``y_top`` points below the page top."""
+    font = "/F2" if bold else "/F1"
+    return f"BT {font} {size} Tf {x} {H - y_top - size} Td ({_esc(text)}) Tj ET\n"
+
+
+def pdf_page(
+    content: str, image: Image.Image | None = None, image_box: tuple[float, ...] | None = None
+) -> bytes:
+    """One-page PDF: Helvetica (+bold) text, paths, and optionally one grey image XObject."""
+    objects: list[bytes] = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [5 0 R] /Count 1 >>",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica-Bold >>",
+    ]
+    xobj = ""
+    if image is not None:
+        grey = image.convert("L")
+        x, y, w, h = image_box or (0, 0, W, H)
+        content = f"q {w} 0 0 {h} {x} {y} cm /Im1 Do Q\n" + content
+        xobj = " /XObject << /Im1 7 0 R >>"
+    objects.append(
+        (
+            f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 {W} {H}] "
+            f"/Resources << /Font << /F1 3 0 R /F2 4 0 R >>{xobj} >> /Contents 6 0 R >>"
+        ).encode()
+    )
+    stream = content.encode("latin-1")
+    objects.append(b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream")
+    if image is not None:
+        raw = zlib.compress(grey.tobytes())
+        objects.append(
+            (
+                f"<< /Type /XObject /Subtype /Image /Width {grey.width} /Height {grey.height} "
+                f"/ColorSpace /DeviceGray /BitsPerComponent 8 /Filter /FlateDecode "
+                f"/Length {len(raw)} >>\nstream\n"
+            ).encode()
+            + raw
+            + b"\nendstream"
+        )
+    out = io.BytesIO()
+    out.write(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
+    offsets = []
+    for num, obj in enumerate(objects, start=1):
+        offsets.append(out.tell())
+        out.write(b"%d 0 obj\n" % num + obj + b"\nendobj\n")
+    xref = out.tell()
+    out.write(b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1))
+    for off in offsets:
+        out.write(b"%010d 00000 n \n" % off)
+    out.write(b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n"
+              % (len(objects) + 1, xref))  # fmt: skip
+    return out.getvalue()
+
+
+def ruled_table(x0: float, top: float, rows: list[list[str]], col_w: float = 120) -> str:
+    """A grid-ruled table: every cell boxed, text inset by 4 pt."""
+    row_h = 20
+    ops = []
+    n_cols = len(rows[0])
+    bottom = top + row_h * len(rows)
+    for r in range(len(rows) + 1):
+        y = H - (top + r * row_h)
+        ops.append(f"{x0} {y} m {x0 + col_w * n_cols} {y} l S\n")
+    for c in range(n_cols + 1):
+        x = x0 + c * col_w
+        ops.append(f"{x} {H - top} m {x} {H - bottom} l S\n")
+    for r, row in enumerate(rows):
+        for c, cell in enumerate(row):
+            ops.append(text_op(x0 + c * col_w + 4, top + r * row_h + 5, cell, size=10))
+    return "0.8 w\n" + "".join(ops)
+
+
+PARA_A = [
+    "The reservoir levels were measured at four stations during the spring survey.",
+    "Each station reports its mean depth and the change since the previous year.",
+]
+PARA_B = [
+    "Maintenance of the northern pumping station is scheduled for the autumn.",
+    "Contractors were selected through the usual open tender procedure.",
+]
+TABLE_ROWS = [["Station", "Depth m", "Change"], ["North", "12.4", "+0.3"],
+              ["South", "9.8", "-0.1"], ["East", "11.1", "+0.6"]]  # fmt: skip
+
+
+def _heading_table_page() -> bytes:
+    ops = [text_op(72, 72, "Reservoir Levels", size=14, bold=True)]
+    y = 100
+    for line in PARA_A:
+        ops.append(text_op(72, y, line))
+        y += 14
+    ops.append(ruled_table(72, y + 16, TABLE_ROWS))
+    y += 16 + 20 * len(TABLE_ROWS) + 30
+    ops.append(text_op(72, y, "Pumping Stations", size=14, bold=True))
+    y += 28
+    for line in PARA_B:
+        ops.append(text_op(72, y, line))
+        y += 14
+    return pdf_page("".join(ops))
+
+
+# --------------------------------------------------------------------------- 1. table place
+
+
+def test_table_chunk_keeps_its_heading_and_place():
+    pages = extract_document(_heading_table_page(), "levels.pdf", CFG)
+    (page,) = pages
+    assert len(page.tables) == 1 and page.tables[0].rows[1] == ["North", "12.4", "+0.3"]
+    assert page.tables[0].offset is not None
+    chunks = chunk_pages([p.to_dict() for p in pages], _count_tokens, max_tokens=200)
+    kinds = [(c.kind, c.heading) for c in chunks]
+    table_at = next(i for i, c in enumerate(chunks) if c.kind == "table")
+    assert chunks[table_at].heading == "Reservoir Levels", kinds
+    b_first = next(i for i, c in enumerate(chunks) if c.heading == "Pumping Stations")
+    assert table_at < b_first, kinds
+    assert "North" not in " ".join(c.text for c in chunks if c.kind == "text")
+
+
+def test_table_without_offset_still_follows_the_text():
+    page = {"doc_id": "d", "page_number": 1, "text": "Intro\n\nSome text here.",
+            "tables": [{"rows": [["a", "b"], ["1", "2"]]}]}  # fmt: skip
+    chunks = chunk_pages([page], _count_tokens, max_tokens=200)
+    assert [c.kind for c in chunks][-1] == "table"
+
+
+# --------------------------------------------------------------------------- helpers for OCR
+
+
+def _font(px: int) -> ImageFont.FreeTypeFont:
+    path = find_font(LATIN_FONTS)
+    if path is None:
+        pytest.skip("no TrueType font to render the synthetic scan")
+    return ImageFont.truetype(str(path), px)
+
+
+BODY = ["Minutes of the water board meeting", "The board approved the new tariff",
+        "Pipe renewal starts in the western district"]  # fmt: skip
+
+
+def render_text_image(lines: list[str], dpi: int = 300, size_in: tuple[float, float] = (8.5, 6),
+                      top_px: int = 300) -> Image.Image:  # fmt: skip
+    """Lines of 12 pt text rendered at ``dpi`` onto white paper (a clean scan)."""
+    img = Image.new("L", (int(size_in[0] * dpi), int(size_in[1] * dpi)), 255)
+    draw = ImageDraw.Draw(img)
+    font = _font(int(12 / 72 * dpi * 1.2))
+    y = top_px
+    for line in lines:
+        draw.text((int(dpi), y), line, fill=0, font=font)
+        y += int(font.size * 1.8)
+    return img
+
+
+# --------------------------------------------------------------------------- 4. OCR errors
+
+
+def test_tesseract_error_quarantines_only_the_scanned_document(tmp_path, monkeypatch):
+    import dagster as dg
+    import pytesseract
+
+    from assets.ingestion import extracted_pages, raw_documents
+    from assets.partitions import sync_document_partitions
+    from resources.documents import DocumentStoreResource
+    from resources.ingestion import IngestionResource
+    from resources.storage import ParquetIOManager
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "board-scan.pdf").write_bytes(pdf_page("", render_text_image(BODY, dpi=150)))
+    (inbox / "levels.pdf").write_bytes(_heading_table_page())
+
+    def broken(*args, **kwargs):
+        raise pytesseract.TesseractError(1, "Error opening data file eng.traineddata")
+
+    monkeypatch.setattr(pytesseract, "image_to_data", broken)
+    docs = DocumentStoreResource(inbox=str(inbox), store=str(tmp_path / "store"),
+                                 quarantine_path=str(tmp_path / "quarantine.jsonl"))  # fmt: skip
+    resources = {"docs": docs, "ingestion": IngestionResource(ocr_workers=1),
+                 "io_manager": ParquetIOManager(base_dir=str(tmp_path / "assets"))}  # fmt: skip
+    with dg.instance_for_test() as instance:
+        keys = sync_document_partitions(instance, docs).added
+        results = {
+            k: dg.materialize([raw_documents, extracted_pages], partition_key=k,
+                              instance=instance, resources=resources, raise_on_error=False)
+            for k in keys
+        }  # fmt: skip
+    ok = {k.split("-")[0]: r.success for k, r in results.items()}
+    assert ok == {"board": False, "levels": True}
+    (entry,) = docs.quarantine.entries()
+    assert entry["name"] == "board-scan.pdf" and entry["code"] == "ocr_failed"
+    assert "page 1" in entry["reason"] and "eng.traineddata" in entry["reason"]
+    failed = next(r for k, r in results.items() if k.startswith("board"))
+    message = failed.get_step_failure_events()[0].event_specific_data.error.message
+    assert "board-scan.pdf: OCR failed on page 1" in message and "eng.traineddata" in message
+    good = next(r for k, r in results.items() if k.startswith("levels"))
+    assert good.output_for_node("extracted_pages")[0]["tables"]
