@@ -224,3 +224,71 @@ def test_tesseract_error_quarantines_only_the_scanned_document(tmp_path, monkeyp
     assert "board-scan.pdf: OCR failed on page 1" in message and "eng.traineddata" in message
     good = next(r for k, r in results.items() if k.startswith("levels"))
     assert good.output_for_node("extracted_pages")[0]["tables"]
+
+
+# --------------------------------------------------------------------------- 2. coverage
+
+
+STAMP = "CONFIDENTIAL  Bates ABC-000123"
+
+
+def _flat(text: str) -> str:
+    return " ".join(text.split()).lower()
+
+
+def test_scan_with_a_digital_stamp_is_ocrd_and_keeps_the_stamp():
+    scan = render_text_image(BODY, dpi=300, size_in=(8.5, 11))
+    data = pdf_page(text_op(72, 750, STAMP, size=9), scan, (0, 0, W, H))
+    (page,) = extract_document(data, "stamped-scan.pdf", CFG)
+    assert page.method == "ocr", page.warnings
+    text = _flat(page.text)
+    assert "water board meeting" in text and "new tariff" in text
+    assert "abc-000123" in text and text.count("abc-000123") == 1
+    assert any("text layer only" in w for w in page.warnings)
+
+
+def vector_text_ops(lines: list[str], px_per_pt: float = 2.0, font_pt: int = 20) -> str:
+    """Text drawn only as filled rectangles (runs of dark pixels of a rendering): no chars."""
+    img = Image.new("L", (int(W * px_per_pt), int(300 * px_per_pt)), 255)
+    draw = ImageDraw.Draw(img)
+    font = _font(int(font_pt * px_per_pt))
+    y = int(72 * px_per_pt)
+    for line in lines:
+        draw.text((int(72 * px_per_pt), y), line, fill=0, font=font)
+        y += int(font_pt * px_per_pt * 1.8)
+    import numpy as np
+
+    ink = np.asarray(img) < 128
+    ops: list[str] = []
+    open_runs: dict[tuple[int, int], int] = {}  # (x0, x1) -> first row
+    s = 1 / px_per_pt
+
+    def close(x0: int, x1: int, r0: int, r1: int) -> None:
+        ops.append(f"{x0 * s:.2f} {H - r1 * s:.2f} {(x1 - x0) * s:.2f} {(r1 - r0) * s:.2f} re f\n")
+
+    for r in range(ink.shape[0] + 1):
+        row = ink[r] if r < ink.shape[0] else np.zeros(ink.shape[1], dtype=bool)
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], row.astype(np.int8), [0]])))
+        runs = set(zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True))
+        for run in list(open_runs):
+            if run not in runs:
+                close(run[0], run[1], open_runs.pop(run), r)
+        for run in runs:
+            open_runs.setdefault(run, r)
+    return "0 g\n" + "".join(ops)
+
+
+def test_text_drawn_as_vector_outlines_is_ocrd_not_blank():
+    data = pdf_page(vector_text_ops(BODY))
+    (page,) = extract_document(data, "outlined.pdf", CFG)
+    assert "blank page" not in page.warnings
+    assert page.method == "ocr", page.warnings
+    assert any("vector paths" in w for w in page.warnings)
+    assert "water board" in _flat(page.text)
+
+
+def test_sparse_born_digital_page_is_not_ocrd():
+    """A short note with no image and no paths keeps its text layer (coverage is no excuse)."""
+    (page,) = extract_document(pdf_page(text_op(72, 72, "Note: see annex B for figures.")),
+                               "note.pdf", CFG)  # fmt: skip
+    assert page.method == "text" and page.text == "Note: see annex B for figures."

@@ -161,6 +161,33 @@ def _all_timed_out(outcomes: list[OcrOutcome], name: str, cfg: IngestConfig) -> 
         )
 
 
+def _squash(text: str) -> str:
+    return "".join(ch for ch in text.casefold() if ch.isalnum())
+
+
+def merge_text_layer(ocr_text: str, layer_text: str) -> str:
+    """OCR text plus the lines of the digital text layer the OCR did not already read.
+
+    A stamp ("CONFIDENTIAL  Bates ABC-000123") on a scan is rendered into the page image too,
+    so OCR usually reads it: a layer line whose letters and digits appear (nearly) verbatim in
+    the OCR text is a duplicate; any other line is appended, in its own reading order.
+    """
+    from rapidfuzz import fuzz
+
+    ocr_flat = _squash(ocr_text)
+    extra = []
+    for line in layer_text.split("\n"):
+        flat = _squash(line)
+        if not flat:
+            continue
+        if flat in ocr_flat or (len(flat) >= 8 and fuzz.partial_ratio(flat, ocr_flat) >= 90):
+            continue
+        extra.append(line.strip())
+    if not extra:
+        return ocr_text
+    return "\n\n".join(t for t in (ocr_text.strip(), "\n".join(extra)) if t)
+
+
 def _ocr_named(
     images: Iterable[Image.Image], cfg: IngestConfig, numbers: list[int], name: str
 ) -> list[OcrOutcome]:
@@ -194,6 +221,8 @@ def _extract_pdf(data: bytes, name: str, doc_id: str, cfg: IngestConfig) -> list
         if len(records) == 0:
             _all_timed_out(outcomes, name, cfg)
         for r, outcome in zip(scanned, outcomes, strict=True):
+            if r.keep_text:
+                outcome = replace(outcome, text=merge_text_layer(outcome.text, r.keep_text))
             records[r.page_number] = _ocr_record(doc_id, r.page_number, outcome, cfg, r.warnings)
     return [records[n] for n in sorted(records)]
 

@@ -49,15 +49,95 @@ _GEOM_KEYS = ("x0", "x1", "top", "bottom")
 _MIN_IMAGE_AREA = 0.05  # share of the page an image must cover to count as a possible scan
 
 
+# Coverage rule (why a page with a text layer is still OCR'd): a scan carrying a digital stamp,
+# or text drawn as vector outlines, shows a large image / many glyph-sized filled paths while
+# its characters cover almost nothing of the page. A character count cannot tell that page
+# from a sparse born-digital one; the covered areas can.
+_SCAN_IMAGE_SHARE = 0.5  # image covering at least half the page ...
+_SPARSE_TEXT_SHARE = 0.02  # ... while the character boxes cover under 2% of it
+_GLYPH_MAX_PT = 40.0  # a filled path this small in both directions may be a glyph outline
+_MIN_GLYPH_PATHS = 100
+_GLYPH_GRID_PT = 6.0
+_MIN_VECTOR_INK_SHARE = 0.02  # grid cells touched by glyph-sized paths, share of the page
+
+
 @dataclass
 class PdfPageResult:
-    """Text-layer outcome of one page; ``needs_ocr`` pages carry the reason instead of text."""
+    """Text-layer outcome of one page; ``needs_ocr`` pages carry the reason instead of text.
+
+    ``keep_text`` is the text layer of a page OCR'd for low coverage (a digital stamp on a
+    scan): merged with the OCR text afterwards so it is neither lost nor doubled.
+    """
 
     page_number: int
     text: str = ""
     tables: list[TableRecord] = field(default_factory=list)
     needs_ocr: bool = False
     warnings: list[str] = field(default_factory=list)
+    keep_text: str = ""
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """Shares of the page area covered by character boxes, images, and glyph-sized paths."""
+
+    chars: float
+    image: float
+    vector_ink: float
+    glyph_paths: int
+
+    def scan_like(self) -> str | None:
+        """Why the page should be OCR'd despite its text layer, or None."""
+        if self.chars >= _SPARSE_TEXT_SHARE:
+            return None
+        if self.image >= _SCAN_IMAGE_SHARE:
+            return f"image covers {self.image:.0%} of the page, text layer only {self.chars:.1%}"
+        if self.glyph_paths >= _MIN_GLYPH_PATHS and self.vector_ink >= _MIN_VECTOR_INK_SHARE:
+            return (
+                f"{self.glyph_paths} glyph-sized vector paths cover {self.vector_ink:.0%} of the "
+                f"page, text layer only {self.chars:.1%} (text drawn as outlines)"
+            )
+        return None
+
+
+def _clipped_area(obj: dict[str, Any], bbox: tuple[float, float, float, float]) -> float:
+    w = max(0.0, min(obj["x1"], bbox[2]) - max(obj["x0"], bbox[0]))
+    h = max(0.0, min(obj["bottom"], bbox[3]) - max(obj["top"], bbox[1]))
+    return w * h
+
+
+def page_coverage(page: Page) -> Coverage:
+    """How much of the page its text layer, its images and its small filled paths cover.
+
+    Character boxes rarely overlap, so their summed area is their union; images are capped at
+    the page. Glyph-sized filled paths are counted on a 6 pt grid (their union, not the sum of
+    their bounding boxes, which would count overlapping outline pieces many times).
+    """
+    area = float(page.width * page.height) or 1.0
+    bbox = page.bbox
+    chars = sum(_clipped_area(c, bbox) for c in page.chars) / area
+    if chars >= _SPARSE_TEXT_SHARE:  # the common born-digital page: stop before paths
+        return Coverage(chars=chars, image=0.0, vector_ink=0.0, glyph_paths=0)
+    image = min(1.0, sum(_clipped_area(i, bbox) for i in page.images) / area)
+    glyphs = [
+        o
+        for o in itertools.chain(page.rects, page.curves)
+        if o.get("fill")
+        and o["x1"] - o["x0"] <= _GLYPH_MAX_PT
+        and o["bottom"] - o["top"] <= _GLYPH_MAX_PT
+    ]
+    ink = 0.0
+    if len(glyphs) >= _MIN_GLYPH_PATHS:
+        g = _GLYPH_GRID_PT
+        cells: set[tuple[int, int]] = set()
+        for o in glyphs:
+            for gx in range(int((o["x0"] - bbox[0]) // g), int((o["x1"] - bbox[0]) // g) + 1):
+                for gy in range(
+                    int((o["top"] - bbox[1]) // g), int((o["bottom"] - bbox[1]) // g) + 1
+                ):
+                    cells.add((gx, gy))
+        ink = min(1.0, len(cells) * g * g / area)
+    return Coverage(chars=chars, image=image, vector_ink=ink, glyph_paths=len(glyphs))
 
 
 # --------------------------------------------------------------------------- open / validate
@@ -535,6 +615,14 @@ def extract_text_page(page: Page, cfg: IngestConfig) -> PdfPageResult:
     if problem and ("garbage" in problem or _has_scan_image(page)):
         result.needs_ocr = True
         result.warnings.append(f"{problem}: page OCR'd")
+        if "garbage" not in problem and raw.strip():
+            result.keep_text = layout_text(_words(page.chars), columns=False)
+        return result
+    scan_reason = page_coverage(page).scan_like()
+    if scan_reason:
+        result.needs_ocr = True
+        result.warnings.append(f"{scan_reason}: page OCR'd, its text layer kept")
+        result.keep_text = layout_text(_words(page.chars), columns=False) if raw.strip() else ""
         return result
     tables = find_tables(page) if cfg.detect_tables else []
     # Text running in another direction (a vertical stamp in the margin) would be cut into
