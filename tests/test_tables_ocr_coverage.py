@@ -292,3 +292,75 @@ def test_sparse_born_digital_page_is_not_ocrd():
     (page,) = extract_document(pdf_page(text_op(72, 72, "Note: see annex B for figures.")),
                                "note.pdf", CFG)  # fmt: skip
     assert page.method == "text" and page.text == "Note: see annex B for figures."
+
+
+# --------------------------------------------------------------------------- 3. unruled tables
+
+UNRULED = [
+    ["District", "Connections", "Leaks"],
+    ["Harbour", "1204", "17"],
+    ["Old Town", "877", "9"],
+    ["Westfield", "2310", "31"],
+    ["Riverside", "1555", "12"],
+]
+PROSE_TEXT = (
+    "The board reviewed the annual statement of accounts and noted that operating costs rose "
+    "by four percent while revenue from connection fees grew more slowly than expected in the "
+    "second half of the year because of delayed housing projects in the eastern districts and "
+    "a wet summer that reduced demand for garden irrigation across most of the service area"
+)
+PROSE = PROSE_TEXT.split(" ")
+
+
+def _prose_lines(words: list[str], per_line: int) -> list[str]:
+    return [" ".join(words[i : i + per_line]) for i in range(0, len(words), per_line)]
+
+
+def _unruled_page() -> bytes:
+    intro = "Connections and repaired leaks per district in the last year."
+    ops = [text_op(72, 72, "Network Statistics", size=14, bold=True), text_op(72, 100, intro)]
+    for r, row in enumerate(UNRULED):
+        for c, cell in enumerate(row):
+            ops.append(text_op(72 + 150 * c, 130 + 16 * r, cell, size=10))
+    return pdf_page("".join(ops))
+
+
+def _two_column_prose_page() -> bytes:
+    ops = [text_op(72, 60, "Annual Review", size=14, bold=True)]
+    lines = _prose_lines(PROSE * 3, 6)
+    half = len(lines) // 2
+    for i, line in enumerate(lines[:half]):
+        ops.append(text_op(72, 90 + 13 * i, line, size=10))
+    for i, line in enumerate(lines[half:]):
+        ops.append(text_op(320, 90 + 13 * i, line, size=10))
+    return pdf_page("".join(ops))
+
+
+def _justified_prose_page() -> bytes:
+    """Lines spread to a fixed width with word spacing (Tw), like justified text."""
+    ops = []
+    for i, line in enumerate(_prose_lines(PROSE * 2, 9)):
+        gaps = max(1, line.count(" "))
+        ops.append(f"BT /F1 10 Tf {max(0, (440 - 4.6 * len(line)) / gaps):.2f} Tw "
+                   f"72 {H - 80 - 13 * i} Td ({_esc(line)}) Tj ET\n")  # fmt: skip
+    return pdf_page("".join(ops))
+
+
+def test_unruled_table_is_found_in_place_and_prose_stays_text():
+    (page,) = extract_document(_unruled_page(), "network.pdf", CFG)
+    assert [t.rows for t in page.tables] == [UNRULED]
+    assert "Westfield" not in page.text and "Connections and repaired leaks" in page.text
+    chunks = chunk_pages([page.to_dict()], _count_tokens, max_tokens=200)
+    (table,) = [c for c in chunks if c.kind == "table"]
+    assert table.heading == "Network Statistics"
+    for data, name in ((_two_column_prose_page(), "article.pdf"),
+                       (_justified_prose_page(), "justified.pdf")):  # fmt: skip
+        (prose,) = extract_document(data, name, CFG)
+        assert prose.tables == [], name
+        assert "irrigation" in prose.text, name
+
+
+def test_unruled_finder_can_be_switched_off():
+    cfg = IngestConfig(ocr_dpi=200, detect_unruled_tables=False)
+    (page,) = extract_document(_unruled_page(), "network.pdf", cfg)
+    assert page.tables == [] and "Westfield" in page.text

@@ -196,6 +196,9 @@ def _ocr_named(
     try:
         return ocr_many(images, cfg, len(numbers), page_numbers=numbers)
     except OcrError as err:
+        close = getattr(images, "close", None)
+        if close is not None:
+            close()  # a render generator: release its pdfium document now
         raise err.with_source(name) from err
 
 

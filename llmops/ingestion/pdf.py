@@ -53,7 +53,9 @@ _MIN_IMAGE_AREA = 0.05  # share of the page an image must cover to count as a po
 # or text drawn as vector outlines, shows a large image / many glyph-sized filled paths while
 # its characters cover almost nothing of the page. A character count cannot tell that page
 # from a sparse born-digital one; the covered areas can.
-_SCAN_IMAGE_SHARE = 0.5  # image covering at least half the page ...
+# A scan covers (nearly) the whole page; a born-digital page with a figure covering half of it
+# and a caption (federal-register p. 8: 52% image, 1.4% text) is not one.
+_SCAN_IMAGE_SHARE = 0.8  # image covering at least 80% of the page ...
 _SPARSE_TEXT_SHARE = 0.02  # ... while the character boxes cover under 2% of it
 _GLYPH_MAX_PT = 40.0  # a filled path this small in both directions may be a glyph outline
 _MIN_GLYPH_PATHS = 100
@@ -381,6 +383,124 @@ def find_tables(page: Page) -> list[tuple[tuple[float, float, float, float], lis
     return out
 
 
+# Unruled tables: pdfplumber's text strategy proposes a grid wherever >= 3 words share an edge,
+# which prose also does (justified text, two-column articles). A proposal becomes a table only
+# when it looks like one: several rows, several columns, cells mostly filled, short cells (a
+# table cell holds a value or a label, not a clause), and every column aligned at its left
+# edge, right edge or centre in all its rows.
+_UNRULED_SETTINGS = {
+    "vertical_strategy": "text",
+    "horizontal_strategy": "text",
+    "min_words_vertical": 3,
+    "min_words_horizontal": 2,
+    "text_x_tolerance": 2,
+    "text_y_tolerance": 2,
+    "intersection_tolerance": 3,
+}
+_UNRULED_MIN_ROWS = 3
+_UNRULED_MIN_FILLED = 0.75
+_UNRULED_MAX_MEDIAN_WORDS = 4
+_UNRULED_MAX_LONG_CELLS = 0.10  # share of cells over 6 words
+_UNRULED_ALIGN_PT = 3.0
+_UNRULED_MIN_GAP_PT = 6.0  # every column is separated by real white space, not a word space
+
+
+def _overlaps(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def find_unruled_tables(
+    page: Page, exclude: list[tuple[float, float, float, float]]
+) -> list[tuple[tuple[float, float, float, float], list[list[str]]]]:
+    """Tables without ruling lines, accepted only under the strict rules above."""
+    if len(page.chars) < 12:
+        return []
+    out = []
+    for table in page.find_tables(_UNRULED_SETTINGS):
+        if any(_overlaps(table.bbox, b) for b in exclude):
+            continue
+        accepted = _accept_unruled(table, page)
+        if accepted:
+            out.append(accepted)
+    return out
+
+
+def _accept_unruled(
+    table: Any, page: Page
+) -> tuple[tuple[float, float, float, float], list[list[str]]] | None:
+    keep = _inside(table.bbox)
+    words = sorted(_words([c for c in page.chars if keep(c)]), key=_center_y)
+    centers = [_center_y(w) for w in words]
+    grid: list[list[list[dict[str, Any]]]] = []  # row -> column -> words
+    boxes: list[tuple[float, float, float, float]] = []
+    for row in table.rows:
+        _, top, _, bottom = row.bbox
+        row_words = words[bisect.bisect_left(centers, top) : bisect.bisect_left(centers, bottom)]
+        cells = [c for c in row.cells if c is not None]
+        grid.append(
+            [[w for w in row_words if c[0] <= (w["x0"] + w["x1"]) / 2 < c[2]] for c in cells]
+        )
+        boxes.append(tuple(row.bbox))
+    # the text strategy adds empty rows between text lines: drop them
+    kept = [(r, b) for r, b in zip(grid, boxes, strict=True) if any(r)]
+    grid, boxes = [r for r, _ in kept], [b for _, b in kept]
+
+    # trim title/caption/prose lines the grid swallowed above and below the table body: a row
+    # with few filled cells, or whose words run across a column boundary (a sentence cut up)
+    def not_a_record(r: list[list[dict[str, Any]]]) -> bool:
+        filled = [c for c in r if c]
+        if len(filled) < max(2, 0.5 * len(r)):
+            return True
+        return any(
+            min(w["x0"] for w in b) - max(w["x1"] for w in a) < _UNRULED_MIN_GAP_PT
+            for a, b in itertools.pairwise(filled)
+        )
+
+    while grid and not_a_record(grid[0]):
+        grid.pop(0)
+        boxes.pop(0)
+    while grid and not_a_record(grid[-1]):
+        grid.pop()
+        boxes.pop()
+    if len(grid) < _UNRULED_MIN_ROWS or len({len(r) for r in grid}) != 1:
+        return None
+    n_cols = len(grid[0])
+    cols = [j for j in range(n_cols) if any(r[j] for r in grid)]
+    if len(cols) < 2:
+        return None
+    cells = [r[j] for r in grid for j in cols]
+    filled = [c for c in cells if c]
+    if len(filled) < _UNRULED_MIN_FILLED * len(cells):
+        return None
+    counts = sorted(len(c) for c in filled)
+    if counts[len(counts) // 2] > _UNRULED_MAX_MEDIAN_WORDS:
+        return None
+    if sum(n > 6 for n in counts) > _UNRULED_MAX_LONG_CELLS * len(counts):
+        return None
+    for j in cols:
+        col = [r[j] for r in grid if r[j]]
+        lefts = [min(w["x0"] for w in c) for c in col]
+        rights = [max(w["x1"] for w in c) for c in col]
+        centres = [(a + b) / 2 for a, b in zip(lefts, rights, strict=True)]
+        if min(max(v) - min(v) for v in (lefts, rights, centres)) > _UNRULED_ALIGN_PT:
+            return None
+    for a, b in itertools.pairwise(cols):
+        gaps = [
+            min(w["x0"] for w in r[b]) - max(w["x1"] for w in r[a]) for r in grid if r[a] and r[b]
+        ]
+        if gaps and min(gaps) < _UNRULED_MIN_GAP_PT:
+            return None
+    rows = [
+        [" ".join(w["text"] for w in sorted(r[j], key=lambda w: (round(w["top"]), w["x0"])))
+         for j in cols]
+        for r in grid
+    ]  # fmt: skip
+    x0 = min(w["x0"] for r in grid for c in r for w in c)
+    x1 = max(w["x1"] for r in grid for c in r for w in c)
+    bbox = (x0, boxes[0][1], x1, boxes[-1][3])
+    return bbox, rows
+
+
 def _table_rows(table: Any, page: Page) -> list[list[str]]:
     """Cell texts from the table's words (one pass; pdfplumber's per-cell char scan is
     quadratic), with stacked records split into rows."""
@@ -625,6 +745,9 @@ def extract_text_page(page: Page, cfg: IngestConfig) -> PdfPageResult:
         result.keep_text = layout_text(_words(page.chars), columns=False) if raw.strip() else ""
         return result
     tables = find_tables(page) if cfg.detect_tables else []
+    if cfg.detect_tables and cfg.detect_unruled_tables:
+        tables += find_unruled_tables(page, [bbox for bbox, _ in tables])
+        tables.sort(key=lambda t: (t[0][1], t[0][0]))
     # Text running in another direction (a vertical stamp in the margin) would be cut into
     # one-letter "words" inside the main lines; it is read on its own and appended instead.
     chars: list[dict[str, Any]] = []
