@@ -7,9 +7,13 @@ Per page:
    the characters' text matrix, not by ``/Rotate``, is what makes tables read in rows: the two
    disagree in real files (``/Rotate 90`` pages whose text is upright, and the opposite).
 2. Text-layer quality (:mod:`llmops.ingestion.quality`): a page with no layer, a few stray
-   characters on top of a page-sized image, or undecodable glyphs is rendered and OCR'd.
-3. Tables (pdfplumber ruled-table finder) become structured rows; the characters inside their
-   boxes are removed before the page text is built, so a table never appears twice.
+   characters on top of a page-sized image, or undecodable glyphs is rendered and OCR'd. So is
+   a page whose characters cover almost none of it while a page-sized image or glyph-sized
+   vector paths do (:func:`page_coverage`): a scan with a digital stamp, text drawn as
+   outlines. The stamp's text is kept (``keep_text``) and merged with the OCR text.
+3. Tables (pdfplumber ruled-table finder, then the text-alignment finder under strict rules,
+   :func:`find_unruled_tables`) become structured rows; the characters inside their boxes are
+   removed before the page text is built, so a table never appears twice.
 4. Text: words -> lines -> column blocks. A vertical gutter that separates prose on both sides
    splits the lines between full-width lines into columns read one after the other, so a
    three-column Federal Register page does not interleave its columns.
