@@ -353,12 +353,37 @@ def _looks_like_heading(line: str) -> bool:
     return all(w[0].isupper() or w.lower() in _MINOR_WORDS for w in alpha_words)
 
 
+_TABLE_SLOT_RE = re.compile("^\ue010(\\d+)\ue011$")
+
+
+def _with_table_slots(text: str, tables: list[Any]) -> tuple[str, set[int]]:
+    """Put a placeholder line for every table at its reading-order ``offset`` in ``text``.
+
+    The PDF extraction records where each table stood; parsing the placeholder in line order
+    gives the table the heading it sits under instead of whatever heading ends the page.
+    Returns the text and the indices of the tables that got a slot (the others, without an
+    offset, still follow the text).
+    """
+    placed: list[tuple[int, int]] = []
+    for i, table in enumerate(tables):
+        data = table if isinstance(table, Mapping) else _page_dict(table)
+        offset = data.get("offset")
+        if offset is not None and 0 <= int(offset) <= len(text):
+            placed.append((int(offset), i))
+    for offset, i in sorted(placed, reverse=True):
+        text = f"{text[:offset]}\n\n\ue010{i}\ue011\n\n{text[offset:]}"
+    return text, {i for _, i in placed}
+
+
 def _page_blocks(page: dict[str, Any]) -> list[_Block]:
-    """Blocks in reading order for one page (tables from ``tables`` come after the text)."""
+    """Blocks in reading order for one page; a table with an ``offset`` stands at its place,
+    tables without one come after the text."""
     page_no = int(page.get("page_number") or 1)
     text = str(page.get("text") or "").replace("\r\n", "\n").replace("\r", "\n")
+    tables = list(page.get("tables") or [])
+    text, slotted = _with_table_slots(text, tables)
     raw_lines = text.split("\n")
-    nonempty = [ln.strip() for ln in raw_lines if ln.strip()]
+    nonempty = [ln.strip() for ln in raw_lines if ln.strip() and not _TABLE_SLOT_RE.match(ln)]
     has_md_heading = any(_MD_HEADING_RE.match(ln) for ln in nonempty)
     # Word-processor text puts one paragraph per line; PDF text hard-wraps at ~80-100 chars.
     lines_are_paragraphs = has_md_heading or (
@@ -375,6 +400,12 @@ def _page_blocks(page: dict[str, Any]) -> list[_Block]:
             blocks.append(_Block("paragraph", " ".join(para), page_no))
             para.clear()
 
+    def add_table(table: Any) -> None:
+        rows, md = _table_parts(table)
+        if not md.strip() or normalize_text(md) in inline_tables:
+            return
+        blocks.append(_Block("table", md, page_no, rows=rows or _parse_md_table(md.split("\n"))))
+
     i = 0
     n = len(raw_lines)
     prev_ended_sentence = True
@@ -382,6 +413,13 @@ def _page_blocks(page: dict[str, Any]) -> list[_Block]:
         line = raw_lines[i].strip()
         if not line:
             flush()
+            prev_ended_sentence = True
+            i += 1
+            continue
+        slot = _TABLE_SLOT_RE.match(line)
+        if slot:
+            flush()
+            add_table(tables[int(slot.group(1))])
             prev_ended_sentence = True
             i += 1
             continue
@@ -421,11 +459,9 @@ def _page_blocks(page: dict[str, Any]) -> list[_Block]:
         i += 1
     flush()
 
-    for table in page.get("tables") or []:
-        rows, md = _table_parts(table)
-        if not md.strip() or normalize_text(md) in inline_tables:
-            continue
-        blocks.append(_Block("table", md, page_no, rows=rows or _parse_md_table(md.split("\n"))))
+    for k, table in enumerate(tables):
+        if k not in slotted:
+            add_table(table)
     return blocks
 
 

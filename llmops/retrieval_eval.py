@@ -153,6 +153,54 @@ def evaluate_retrieval(
     return results
 
 
+def _find_document(name: str, folders: Sequence[Path]) -> Path | None:
+    for folder in folders:
+        for candidate in (folder / name, *folder.glob(f"*/{name}")):
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def corpus_store(
+    labelled: LabelledInput,
+    embedder: Any,
+    uri: str | Path,
+    corpus_dir: str | Path | None = None,
+    max_tokens: int = 200,
+    overlap_tokens: int = 24,
+) -> Any:
+    """A real store over the documents the questions name, built the way the pipeline builds it.
+
+    Documents are looked up in ``corpus_dir`` (default ../shared/corpus, with its sub-folders)
+    and examples/inbox, then extracted, chunked (configs/local.yaml sizes), embedded and indexed.
+    Returns None when the corpus folder is absent, so callers can skip cleanly.
+    """
+    from llmops.chunking import chunk_pages
+    from llmops.embedding import embed_missing
+    from llmops.ingestion import IngestConfig, extract_document
+    from llmops.vectorstore import VectorStore
+
+    root = Path(__file__).resolve().parents[1]
+    corpus = Path(corpus_dir) if corpus_dir else root.parent / "shared" / "corpus"
+    if not corpus.is_dir():
+        return None
+    folders = [corpus, root / "examples" / "inbox"]
+    pages: list[Any] = []
+    for name in sorted({q.doc for q in _coerce(labelled)}):
+        path = _find_document(name, folders)
+        if path is None:
+            raise FileNotFoundError(f"labelled document {name!r} not found under {folders}")
+        pages.extend(extract_document(path.read_bytes(), name, IngestConfig()))
+    chunks = [
+        c.to_dict() for c in chunk_pages(pages, embedder.count_tokens, max_tokens, overlap_tokens)
+    ]
+    rows, _ = embed_missing(chunks, embedder, set())
+    store = VectorStore(str(uri))
+    store.upsert(rows)
+    store.ensure_indexes()
+    return store
+
+
 def format_table(results: Mapping[str, Mapping[str, Any]], k: int = 5) -> str:
     """Markdown table of the metrics (for asset metadata and benchmark output)."""
     lines = [f"| mode | hit@{k} | MRR | n |", "|---|---|---|---|"]

@@ -3,7 +3,8 @@
 LanceDB is embedded (a local folder, or any object-store URI it supports), versions every write
 (``version`` is recorded as lineage by the embedding asset) and has native full-text search, so
 one table serves dense, lexical and hybrid retrieval. Hybrid search is reciprocal rank fusion done
-here, in a few lines, so a result's score can be explained from its two ranks.
+here, in a few lines, so a result's score can be explained from its two ranks. Searches go
+through LanceDB's async table in one event-loop trip; hybrid gathers its two queries there.
 """
 
 from __future__ import annotations
@@ -110,6 +111,9 @@ class VectorStore:
         self._db = lancedb.connect(self.uri, storage_options=storage_options)
         self._table: Any = None
         self._dim = dim
+        self._meta: dict[str, Any] | None = None  # row count + index presence, reset on writes
+        self._atable: Any = None  # own async handle, only if the sync one hides its own
+        self._storage_options = storage_options
         try:
             self._table = self._db.open_table(table)
             self._dim = self._table.schema.field("vector").type.list_size
@@ -129,6 +133,20 @@ class VectorStore:
 
     def count(self, where: str | None = None) -> int:
         return int(self._table.count_rows(where)) if self._table is not None else 0
+
+    def _search_meta(self) -> dict[str, Any]:
+        """Rows and index presence, looked up once per table state instead of on every query.
+
+        Reset by every write through this object; like LanceDB's own default (no read
+        consistency interval), rows written by another process show after re-opening the store.
+        """
+        if self._meta is None:
+            self._meta = {
+                "rows": self.count(),
+                "vector_index": self._table is not None and self._index("vector") is not None,
+                "text_index": self._table is not None and self._index("text") is not None,
+            }
+        return self._meta
 
     def _column(self, column: str, where: str | None = None) -> pa.Array:
         """One scalar column (never the vectors) for the whole table or a filtered part."""
@@ -235,6 +253,7 @@ class VectorStore:
         if (rows.num_rows if isinstance(rows, pa.Table) else len(rows)) == 0:
             return {"inserted": 0, "updated": 0, "version": self.version}
         data = self._to_arrow(rows)
+        self._meta = self._atable = None
         if self._table is None:
             self._table = self._db.create_table(self.table_name, data=data)
             return {"inserted": data.num_rows, "updated": 0, "version": self.version}
@@ -254,6 +273,7 @@ class VectorStore:
         values = sorted(set(values))
         if self._table is None or not values:
             return 0
+        self._meta = self._atable = None
         before = self.count()
         for i in range(0, len(values), _IN_BATCH):
             self._table.delete(_in_clause(column, values[i : i + _IN_BATCH]))
@@ -304,6 +324,7 @@ class VectorStore:
         from lancedb.index import FTS, IvfHnswSq, IvfPq
 
         done: dict[str, Any] = {"fts": "absent", "ann": "absent"}
+        self._meta = self._atable = None
         n = self.count()
         if self._table is None or n == 0:
             return done
@@ -339,38 +360,122 @@ class VectorStore:
         return done
 
     # -- search -------------------------------------------------------------------------------
-    def _vector_hits(self, vector: Any, limit: int, where: str | None) -> list[dict[str, Any]]:
+    def _async_table(self) -> Any:
+        """The AsyncTable behind the sync handle, so one search is one trip to LanceDB's loop.
+
+        The sync query builders pay several loop round trips and schema look-ups per query
+        (measured: ~11 ms vs ~7 ms for the same vector query at 100k rows); hybrid also
+        gathers its two queries there. Falls back to a fresh async handle of the same table.
+        """
+        from lancedb.table import AsyncTable
+
+        inner = getattr(self._table, "_table", None)
+        if isinstance(inner, AsyncTable):
+            return inner
+        if self._atable is None:
+            import lancedb
+            from lancedb.background_loop import LOOP
+
+            async def _open() -> Any:
+                db = await lancedb.connect_async(self.uri, storage_options=self._storage_options)
+                return await db.open_table(self.table_name)
+
+            self._atable = LOOP.run(_open())
+        return self._atable
+
+    async def _vector_hits(
+        self, table: Any, vector: Any, limit: int, where: str | None, refine_rows: int, ann: bool
+    ) -> list[dict[str, Any]]:
+        """Cosine top-``limit``; with an ANN index (``ann``) ``refine_rows`` vectors are re-scored.
+
+        Runs on LanceDB's loop, so it must not call the sync API (that would wait on itself).
+        """
         query = (
-            self._table.search(np.asarray(vector, dtype=np.float32), vector_column_name="vector")
+            table.query()
+            .nearest_to(np.asarray(vector, dtype=np.float32))
+            .column("vector")
             .distance_type("cosine")
             .select([*_RESULT_COLUMNS, "_distance"])
             .limit(limit)
         )
-        if self._index("vector") is not None:
+        if ann:
             query = query.nprobes(self.nprobes)
             if self.refine_factor:
-                query = query.refine_factor(self.refine_factor)
+                query = query.refine_factor(max(1, math.ceil(refine_rows / limit)))
         if where:
-            query = query.where(where, prefilter=True)
-        hits = query.to_list()
+            query = query.where(where)
+        hits = (await query.to_arrow()).to_pylist()
         for h in hits:
             h["score"] = 1.0 - float(h.pop("_distance"))
         return hits
 
-    def _fts_hits(self, text: str, limit: int, where: str | None) -> list[dict[str, Any]]:
-        if not text or not text.strip():
+    async def _fts_hits(
+        self, table: Any, text: str, limit: int, where: str | None, ids_only: bool = False
+    ) -> list[dict[str, Any]]:
+        """BM25 top-``limit``; ``ids_only`` returns chunk_id, _rowid and score (no text read)."""
+        if not text.strip():
             return []
-        if self._index("text") is None:
-            from lancedb.index import FTS
-
-            self._table.create_index("text", config=FTS(), replace=True)
-        query = self._table.search(text, query_type="fts")
-        query = query.select([*_RESULT_COLUMNS, "_score"]).limit(limit)
+        columns = ["chunk_id"] if ids_only else _RESULT_COLUMNS
+        query = table.query().nearest_to_text(text, columns="text")
+        query = query.select([*columns, "_score"]).limit(limit)
+        if ids_only:
+            query = query.with_row_id()
         if where:
-            query = query.where(where, prefilter=True)
-        hits = query.to_list()
+            query = query.where(where)
+        hits = (await query.to_arrow()).to_pylist()
         for h in hits:
             h["score"] = float(h.pop("_score"))
+        return hits
+
+    async def _rows_for(
+        self, table: Any, chunk_ids: Sequence[str], fts_hits: Sequence[Mapping[str, Any]]
+    ) -> dict[str, dict[str, Any]]:
+        """Result columns of the few winners found by BM25 only: a take by row id."""
+        if not chunk_ids:
+            return {}
+        row_ids = {h["chunk_id"]: h["_rowid"] for h in fts_hits}
+        wanted = set(chunk_ids)
+        taken = table.take_row_ids([row_ids[c] for c in chunk_ids]).select(_RESULT_COLUMNS)
+        out = {r["chunk_id"]: r for r in (await taken.to_arrow()).to_pylist()}
+        out = {c: r for c, r in out.items() if c in wanted}
+        missing = sorted(wanted - set(out))
+        if missing:  # a write moved the rows between query and take: look them up by id
+            query = table.query().where(_in_clause("chunk_id", missing)).select(_RESULT_COLUMNS)
+            out.update({r["chunk_id"]: r for r in (await query.to_arrow()).to_pylist()})
+        return out
+
+    async def _hybrid_hits(
+        self, table: Any, text: str, vector: Any, k: int, depth: int, where: str | None, ann: bool
+    ) -> list[dict[str, Any]]:
+        """RRF of both parts, queried concurrently; BM25 returns ids, its winners are read after.
+
+        The vector part re-scores as many full vectors as vector mode does for ``k``.
+        """
+        import asyncio
+
+        refine_rows = (self.refine_factor or 1) * k
+        by_vector, by_text = await asyncio.gather(
+            self._vector_hits(table, vector, depth, where, refine_rows, ann),
+            self._fts_hits(table, text, depth, where, ids_only=True),
+        )
+        fused = rrf_fuse(
+            {
+                "vector": [h["chunk_id"] for h in by_vector],
+                "fts": [h["chunk_id"] for h in by_text],
+            }
+        )[:k]
+        rows = {h["chunk_id"]: h for h in by_vector}
+        need = [cid for cid, _, _ in fused if cid not in rows]
+        rows.update(await self._rows_for(table, need, by_text))
+        hits = []
+        for cid, score, ranks in fused:
+            if cid not in rows:  # deleted between the query and the read
+                continue
+            row = dict(rows[cid])
+            row["score"] = score
+            row["vector_rank"] = ranks.get("vector")
+            row["fts_rank"] = ranks.get("fts")
+            hits.append(row)
         return hits
 
     def search(
@@ -386,37 +491,34 @@ class VectorStore:
 
         Each result has chunk_id, doc_id, text, heading, pages, language, entities (dict),
         model_id, score and rank; hybrid results also carry vector_rank / fts_rank (None when a
-        list did not return the chunk), so the fused score is explainable.
+        list did not return the chunk), so the fused score is explainable. Hybrid takes
+        ``candidates`` (default max(4k, 20)) from each part.
         """
+        from lancedb.background_loop import LOOP
+
         if mode not in SEARCH_MODES:
             raise ValueError(f"mode must be one of {SEARCH_MODES}, got {mode!r}")
-        if self._table is None or k <= 0 or self.count() == 0:
+        if self._table is None or k <= 0 or self._search_meta()["rows"] == 0:
             return []
         if mode in ("vector", "hybrid") and query_vector is None:
             raise ValueError(f"mode {mode!r} needs a query_vector")
+        if mode != "vector" and not self._search_meta()["text_index"]:
+            from lancedb.index import FTS
+
+            self._table.create_index("text", config=FTS(), replace=True)
+            self._meta = self._atable = None
+            self._search_meta()
+        table = self._async_table()
+        text = query_text or ""
+        ann = bool(self._search_meta()["vector_index"])
         if mode == "vector":
-            hits = self._vector_hits(query_vector, k, where)
+            refine_rows = (self.refine_factor or 1) * k
+            hits = LOOP.run(self._vector_hits(table, query_vector, k, where, refine_rows, ann))
         elif mode == "fts":
-            hits = self._fts_hits(query_text or "", k, where)
+            hits = LOOP.run(self._fts_hits(table, text, k, where))
         else:
             depth = candidates or max(4 * k, 20)
-            by_vector = self._vector_hits(query_vector, depth, where)
-            by_text = self._fts_hits(query_text or "", depth, where)
-            rows = {h["chunk_id"]: h for h in by_text}
-            rows.update({h["chunk_id"]: h for h in by_vector})
-            fused = rrf_fuse(
-                {
-                    "vector": [h["chunk_id"] for h in by_vector],
-                    "fts": [h["chunk_id"] for h in by_text],
-                }
-            )[:k]
-            hits = []
-            for cid, score, ranks in fused:
-                row = dict(rows[cid])
-                row["score"] = score
-                row["vector_rank"] = ranks.get("vector")
-                row["fts_rank"] = ranks.get("fts")
-                hits.append(row)
+            hits = LOOP.run(self._hybrid_hits(table, text, query_vector, k, depth, where, ann))
         for rank, h in enumerate(hits, start=1):
             h["rank"] = rank
             h["mode"] = mode

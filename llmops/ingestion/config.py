@@ -21,6 +21,9 @@ class IngestConfig:
       control characters) above which the layer is garbage;
     * ``min_alnum_ratio``: share of letters/digits among non-space characters below which the
       layer is garbage (symbol soup from a broken font encoding).
+
+    ``detect_unruled_tables`` adds tables without ruling lines (aligned columns over >= 3 rows,
+    accepted by strict rules in :func:`llmops.ingestion.pdf.find_unruled_tables`).
     """
 
     ocr_languages: str = "eng+ara"
@@ -33,6 +36,7 @@ class IngestConfig:
     max_bad_char_ratio: float = 0.10
     min_alnum_ratio: float = 0.35
     detect_tables: bool = True
+    detect_unruled_tables: bool = True
     detect_columns: bool = True
     arabic: ArabicConfig = field(default_factory=ArabicConfig)
 

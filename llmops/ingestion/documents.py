@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import re
+from collections.abc import Iterable
 from dataclasses import replace
 
 from PIL import Image, UnidentifiedImageError
@@ -16,7 +17,7 @@ from PIL import Image, UnidentifiedImageError
 from llmops.arabic import detect_language, normalize_arabic
 from llmops.ingestion.config import IngestConfig
 from llmops.ingestion.detect import Detected, detect_type, document_id_from_hash, sha256_hex
-from llmops.ingestion.errors import DocumentError
+from llmops.ingestion.errors import DocumentError, OcrError
 from llmops.ingestion.office import TextPage, extract_docx, extract_html, extract_txt
 from llmops.ingestion.records import DocumentInfo, PageRecord, TableRecord
 from llmops.ingestion.scan import OcrOutcome, ensure_ocr_available, iter_image_frames, ocr_many
@@ -160,6 +161,47 @@ def _all_timed_out(outcomes: list[OcrOutcome], name: str, cfg: IngestConfig) -> 
         )
 
 
+def _squash(text: str) -> str:
+    return "".join(ch for ch in text.casefold() if ch.isalnum())
+
+
+def merge_text_layer(ocr_text: str, layer_text: str) -> str:
+    """OCR text plus the lines of the digital text layer the OCR did not already read.
+
+    A stamp ("CONFIDENTIAL  Bates ABC-000123") on a scan is rendered into the page image too,
+    so OCR usually reads it: a layer line whose letters and digits appear (nearly) verbatim in
+    the OCR text is a duplicate; any other line is appended, in its own reading order.
+    """
+    from rapidfuzz import fuzz
+
+    ocr_flat = _squash(ocr_text)
+    extra = []
+    for line in layer_text.split("\n"):
+        flat = _squash(line)
+        if not flat:
+            continue
+        if flat in ocr_flat or (len(flat) >= 8 and fuzz.partial_ratio(flat, ocr_flat) >= 90):
+            continue
+        extra.append(line.strip())
+    if not extra:
+        return ocr_text
+    return "\n\n".join(t for t in (ocr_text.strip(), "\n".join(extra)) if t)
+
+
+def _ocr_named(
+    images: Iterable[Image.Image], cfg: IngestConfig, numbers: list[int], name: str
+) -> list[OcrOutcome]:
+    """OCR pages; a tesseract failure (not a timeout) names the file and the real page number,
+    so the quarantine record says which document and page broke and why."""
+    try:
+        return ocr_many(images, cfg, len(numbers), page_numbers=numbers)
+    except OcrError as err:
+        close = getattr(images, "close", None)
+        if close is not None:
+            close()  # a render generator: release its pdfium document now
+        raise err.with_source(name) from err
+
+
 # --------------------------------------------------------------------------- per kind
 
 
@@ -178,10 +220,12 @@ def _extract_pdf(data: bytes, name: str, doc_id: str, cfg: IngestConfig) -> list
     if scanned:
         ensure_ocr_available(cfg, name)
         numbers = [r.page_number for r in scanned]
-        outcomes = ocr_many(render_pages(data, numbers, cfg, name), cfg, len(numbers))
+        outcomes = _ocr_named(render_pages(data, numbers, cfg, name), cfg, numbers, name)
         if len(records) == 0:
             _all_timed_out(outcomes, name, cfg)
         for r, outcome in zip(scanned, outcomes, strict=True):
+            if r.keep_text:
+                outcome = replace(outcome, text=merge_text_layer(outcome.text, r.keep_text))
             records[r.page_number] = _ocr_record(doc_id, r.page_number, outcome, cfg, r.warnings)
     return [records[n] for n in sorted(records)]
 
@@ -190,7 +234,7 @@ def _extract_image(data: bytes, name: str, doc_id: str, cfg: IngestConfig) -> li
     img = _open_image(data, name)
     ensure_ocr_available(cfg, name)
     n = int(getattr(img, "n_frames", 1))
-    outcomes = ocr_many(iter_image_frames(img), cfg, n)
+    outcomes = _ocr_named(iter_image_frames(img), cfg, list(range(1, n + 1)), name)
     _all_timed_out(outcomes, name, cfg)
     return [_ocr_record(doc_id, i, o, cfg, []) for i, o in enumerate(outcomes, start=1)]
 

@@ -7,9 +7,13 @@ Per page:
    the characters' text matrix, not by ``/Rotate``, is what makes tables read in rows: the two
    disagree in real files (``/Rotate 90`` pages whose text is upright, and the opposite).
 2. Text-layer quality (:mod:`llmops.ingestion.quality`): a page with no layer, a few stray
-   characters on top of a page-sized image, or undecodable glyphs is rendered and OCR'd.
-3. Tables (pdfplumber ruled-table finder) become structured rows; the characters inside their
-   boxes are removed before the page text is built, so a table never appears twice.
+   characters on top of a page-sized image, or undecodable glyphs is rendered and OCR'd. So is
+   a page whose characters cover almost none of it while a page-sized image or glyph-sized
+   vector paths do (:func:`page_coverage`): a scan with a digital stamp, text drawn as
+   outlines. The stamp's text is kept (``keep_text``) and merged with the OCR text.
+3. Tables (pdfplumber ruled-table finder, then the text-alignment finder under strict rules,
+   :func:`find_unruled_tables`) become structured rows; the characters inside their boxes are
+   removed before the page text is built, so a table never appears twice.
 4. Text: words -> lines -> column blocks. A vertical gutter that separates prose on both sides
    splits the lines between full-width lines into columns read one after the other, so a
    three-column Federal Register page does not interleave its columns.
@@ -54,15 +58,97 @@ _GEOM_KEYS = ("x0", "x1", "top", "bottom")
 _MIN_IMAGE_AREA = 0.05  # share of the page an image must cover to count as a possible scan
 
 
+# Coverage rule (why a page with a text layer is still OCR'd): a scan carrying a digital stamp,
+# or text drawn as vector outlines, shows a large image / many glyph-sized filled paths while
+# its characters cover almost nothing of the page. A character count cannot tell that page
+# from a sparse born-digital one; the covered areas can.
+# A scan covers (nearly) the whole page; a born-digital page with a figure covering half of it
+# and a caption (federal-register p. 8: 52% image, 1.4% text) is not one.
+_SCAN_IMAGE_SHARE = 0.8  # image covering at least 80% of the page ...
+_SPARSE_TEXT_SHARE = 0.02  # ... while the character boxes cover under 2% of it
+_GLYPH_MAX_PT = 40.0  # a filled path this small in both directions may be a glyph outline
+_MIN_GLYPH_PATHS = 100
+_GLYPH_GRID_PT = 6.0
+_MIN_VECTOR_INK_SHARE = 0.02  # grid cells touched by glyph-sized paths, share of the page
+
+
 @dataclass
 class PdfPageResult:
-    """Text-layer outcome of one page; ``needs_ocr`` pages carry the reason instead of text."""
+    """Text-layer outcome of one page; ``needs_ocr`` pages carry the reason instead of text.
+
+    ``keep_text`` is the text layer of a page OCR'd for low coverage (a digital stamp on a
+    scan): merged with the OCR text afterwards so it is neither lost nor doubled.
+    """
 
     page_number: int
     text: str = ""
     tables: list[TableRecord] = field(default_factory=list)
     needs_ocr: bool = False
     warnings: list[str] = field(default_factory=list)
+    keep_text: str = ""
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """Shares of the page area covered by character boxes, images, and glyph-sized paths."""
+
+    chars: float
+    image: float
+    vector_ink: float
+    glyph_paths: int
+
+    def scan_like(self) -> str | None:
+        """Why the page should be OCR'd despite its text layer, or None."""
+        if self.chars >= _SPARSE_TEXT_SHARE:
+            return None
+        if self.image >= _SCAN_IMAGE_SHARE:
+            return f"image covers {self.image:.0%} of the page, text layer only {self.chars:.1%}"
+        if self.glyph_paths >= _MIN_GLYPH_PATHS and self.vector_ink >= _MIN_VECTOR_INK_SHARE:
+            return (
+                f"{self.glyph_paths} glyph-sized vector paths cover {self.vector_ink:.0%} of the "
+                f"page, text layer only {self.chars:.1%} (text drawn as outlines)"
+            )
+        return None
+
+
+def _clipped_area(obj: dict[str, Any], bbox: tuple[float, float, float, float]) -> float:
+    w = max(0.0, min(obj["x1"], bbox[2]) - max(obj["x0"], bbox[0]))
+    h = max(0.0, min(obj["bottom"], bbox[3]) - max(obj["top"], bbox[1]))
+    return w * h
+
+
+def page_coverage(page: Page) -> Coverage:
+    """How much of the page its text layer, its images and its small filled paths cover.
+
+    Character boxes rarely overlap, so their summed area is their union; images are capped at
+    the page. Glyph-sized filled paths are counted on a 6 pt grid (their union, not the sum of
+    their bounding boxes, which would count overlapping outline pieces many times).
+    """
+    area = float(page.width * page.height) or 1.0
+    bbox = page.bbox
+    chars = sum(_clipped_area(c, bbox) for c in page.chars) / area
+    if chars >= _SPARSE_TEXT_SHARE:  # the common born-digital page: stop before paths
+        return Coverage(chars=chars, image=0.0, vector_ink=0.0, glyph_paths=0)
+    image = min(1.0, sum(_clipped_area(i, bbox) for i in page.images) / area)
+    glyphs = [
+        o
+        for o in itertools.chain(page.rects, page.curves)
+        if o.get("fill")
+        and o["x1"] - o["x0"] <= _GLYPH_MAX_PT
+        and o["bottom"] - o["top"] <= _GLYPH_MAX_PT
+    ]
+    ink = 0.0
+    if len(glyphs) >= _MIN_GLYPH_PATHS:
+        g = _GLYPH_GRID_PT
+        cells: set[tuple[int, int]] = set()
+        for o in glyphs:
+            for gx in range(int((o["x0"] - bbox[0]) // g), int((o["x1"] - bbox[0]) // g) + 1):
+                for gy in range(
+                    int((o["top"] - bbox[1]) // g), int((o["bottom"] - bbox[1]) // g) + 1
+                ):
+                    cells.add((gx, gy))
+        ink = min(1.0, len(cells) * g * g / area)
+    return Coverage(chars=chars, image=image, vector_ink=ink, glyph_paths=len(glyphs))
 
 
 # --------------------------------------------------------------------------- open / validate
@@ -304,6 +390,124 @@ def find_tables(page: Page) -> list[tuple[tuple[float, float, float, float], lis
             continue
         out.append((tuple(table.bbox), [[r[j] for j in keep_cols] for r in rows]))
     return out
+
+
+# Unruled tables: pdfplumber's text strategy proposes a grid wherever >= 3 words share an edge,
+# which prose also does (justified text, two-column articles). A proposal becomes a table only
+# when it looks like one: several rows, several columns, cells mostly filled, short cells (a
+# table cell holds a value or a label, not a clause), and every column aligned at its left
+# edge, right edge or centre in all its rows.
+_UNRULED_SETTINGS = {
+    "vertical_strategy": "text",
+    "horizontal_strategy": "text",
+    "min_words_vertical": 3,
+    "min_words_horizontal": 2,
+    "text_x_tolerance": 2,
+    "text_y_tolerance": 2,
+    "intersection_tolerance": 3,
+}
+_UNRULED_MIN_ROWS = 3
+_UNRULED_MIN_FILLED = 0.75
+_UNRULED_MAX_MEDIAN_WORDS = 4
+_UNRULED_MAX_LONG_CELLS = 0.10  # share of cells over 6 words
+_UNRULED_ALIGN_PT = 3.0
+_UNRULED_MIN_GAP_PT = 6.0  # every column is separated by real white space, not a word space
+
+
+def _overlaps(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def find_unruled_tables(
+    page: Page, exclude: list[tuple[float, float, float, float]]
+) -> list[tuple[tuple[float, float, float, float], list[list[str]]]]:
+    """Tables without ruling lines, accepted only under the strict rules above."""
+    if len(page.chars) < 12:
+        return []
+    out = []
+    for table in page.find_tables(_UNRULED_SETTINGS):
+        if any(_overlaps(table.bbox, b) for b in exclude):
+            continue
+        accepted = _accept_unruled(table, page)
+        if accepted:
+            out.append(accepted)
+    return out
+
+
+def _accept_unruled(
+    table: Any, page: Page
+) -> tuple[tuple[float, float, float, float], list[list[str]]] | None:
+    keep = _inside(table.bbox)
+    words = sorted(_words([c for c in page.chars if keep(c)]), key=_center_y)
+    centers = [_center_y(w) for w in words]
+    grid: list[list[list[dict[str, Any]]]] = []  # row -> column -> words
+    boxes: list[tuple[float, float, float, float]] = []
+    for row in table.rows:
+        _, top, _, bottom = row.bbox
+        row_words = words[bisect.bisect_left(centers, top) : bisect.bisect_left(centers, bottom)]
+        cells = [c for c in row.cells if c is not None]
+        grid.append(
+            [[w for w in row_words if c[0] <= (w["x0"] + w["x1"]) / 2 < c[2]] for c in cells]
+        )
+        boxes.append(tuple(row.bbox))
+    # the text strategy adds empty rows between text lines: drop them
+    kept = [(r, b) for r, b in zip(grid, boxes, strict=True) if any(r)]
+    grid, boxes = [r for r, _ in kept], [b for _, b in kept]
+
+    # trim title/caption/prose lines the grid swallowed above and below the table body: a row
+    # with few filled cells, or whose words run across a column boundary (a sentence cut up)
+    def not_a_record(r: list[list[dict[str, Any]]]) -> bool:
+        filled = [c for c in r if c]
+        if len(filled) < max(2, 0.5 * len(r)):
+            return True
+        return any(
+            min(w["x0"] for w in b) - max(w["x1"] for w in a) < _UNRULED_MIN_GAP_PT
+            for a, b in itertools.pairwise(filled)
+        )
+
+    while grid and not_a_record(grid[0]):
+        grid.pop(0)
+        boxes.pop(0)
+    while grid and not_a_record(grid[-1]):
+        grid.pop()
+        boxes.pop()
+    if len(grid) < _UNRULED_MIN_ROWS or len({len(r) for r in grid}) != 1:
+        return None
+    n_cols = len(grid[0])
+    cols = [j for j in range(n_cols) if any(r[j] for r in grid)]
+    if len(cols) < 2:
+        return None
+    cells = [r[j] for r in grid for j in cols]
+    filled = [c for c in cells if c]
+    if len(filled) < _UNRULED_MIN_FILLED * len(cells):
+        return None
+    counts = sorted(len(c) for c in filled)
+    if counts[len(counts) // 2] > _UNRULED_MAX_MEDIAN_WORDS:
+        return None
+    if sum(n > 6 for n in counts) > _UNRULED_MAX_LONG_CELLS * len(counts):
+        return None
+    for j in cols:
+        col = [r[j] for r in grid if r[j]]
+        lefts = [min(w["x0"] for w in c) for c in col]
+        rights = [max(w["x1"] for w in c) for c in col]
+        centres = [(a + b) / 2 for a, b in zip(lefts, rights, strict=True)]
+        if min(max(v) - min(v) for v in (lefts, rights, centres)) > _UNRULED_ALIGN_PT:
+            return None
+    for a, b in itertools.pairwise(cols):
+        gaps = [
+            min(w["x0"] for w in r[b]) - max(w["x1"] for w in r[a]) for r in grid if r[a] and r[b]
+        ]
+        if gaps and min(gaps) < _UNRULED_MIN_GAP_PT:
+            return None
+    rows = [
+        [" ".join(w["text"] for w in sorted(r[j], key=lambda w: (round(w["top"]), w["x0"])))
+         for j in cols]
+        for r in grid
+    ]  # fmt: skip
+    x0 = min(w["x0"] for r in grid for c in r for w in c)
+    x1 = max(w["x1"] for r in grid for c in r for w in c)
+    bbox = (x0, boxes[0][1], x1, boxes[-1][3])
+    return bbox, rows
 
 
 def _table_rows(table: Any, page: Page) -> list[list[str]]:
@@ -596,8 +800,19 @@ def extract_text_page(page: Page, cfg: IngestConfig) -> PdfPageResult:
     if problem and ("garbage" in problem or _has_scan_image(page)):
         result.needs_ocr = True
         result.warnings.append(f"{problem}: page OCR'd")
+        if "garbage" not in problem and raw.strip():
+            result.keep_text = layout_text(_words(page.chars), columns=False)
+        return result
+    scan_reason = page_coverage(page).scan_like()
+    if scan_reason:
+        result.needs_ocr = True
+        result.warnings.append(f"{scan_reason}: page OCR'd, its text layer kept")
+        result.keep_text = layout_text(_words(page.chars), columns=False) if raw.strip() else ""
         return result
     tables = find_tables(page) if cfg.detect_tables else []
+    if cfg.detect_tables and cfg.detect_unruled_tables:
+        tables += find_unruled_tables(page, [bbox for bbox, _ in tables])
+        tables.sort(key=lambda t: (t[0][1], t[0][0]))
     # Text running in another direction (a vertical stamp in the margin) would be cut into
     # one-letter "words" inside the main lines; it is read on its own and appended instead.
     chars: list[dict[str, Any]] = []
