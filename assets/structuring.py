@@ -114,6 +114,9 @@ def entities(
     group_name="structuring",
     kinds={"lancedb", "sentence-transformers"},
     code_version="1",
+    # One writer at a time: two runs' concurrent merge_insert on chunk_id both insert the same
+    # new ids (duplicate rows). dagster.yaml's `pools.default_limit: 1` gives this pool 1 slot.
+    pool="knowledge_base",
 )
 def chunk_embeddings(
     context: dg.AssetExecutionContext,
