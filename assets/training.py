@@ -39,11 +39,12 @@ def checked_metadata(
     verdicts: dict[int, list[bool]] = {}
     for key in check_keys:
         for record in storage.get_asset_check_execution_history(key, limit=50):
+            # a check still running (another run's) is only planned: no verdict, no target yet
             evaluation = record.evaluation
-            if evaluation is None or evaluation.target_materialization_data is None:
+            target = getattr(evaluation, "target_materialization_data", None)
+            if target is None or not hasattr(evaluation, "passed"):
                 continue
-            target = evaluation.target_materialization_data.storage_id
-            verdicts.setdefault(target, []).append(evaluation.passed)
+            verdicts.setdefault(target.storage_id, []).append(evaluation.passed)
     records = context.instance.fetch_materializations(asset.key, limit=50).records
     for record in records:
         seen = verdicts.get(record.storage_id, [])
