@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -110,12 +111,17 @@ def venv_bin(name: str) -> str:
     return str(Path(sys.executable).with_name(name))
 
 
-def fresh_workspace(root: Path) -> dict[str, str]:
-    """An empty Dagster home (the repo's dagster.yaml, telemetry off), data dir, MLflow, inbox."""
+def fresh_workspace(root: Path, documents: Iterable[Path] = ()) -> dict[str, str]:
+    """An empty Dagster home (the repo's dagster.yaml, telemetry off), data dir, MLflow, and an
+    inbox holding ``documents`` (default: the CI corpus)."""
     inbox = root / "inbox"
     inbox.mkdir(parents=True)
-    for name, text in CORPUS.items():
-        (inbox / name).write_text(text, encoding="utf-8")
+    documents = list(documents)
+    for path in documents:
+        shutil.copy(path, inbox / path.name)
+    if not documents:
+        for name, text in CORPUS.items():
+            (inbox / name).write_text(text, encoding="utf-8")
     home = root / "dagster_home"
     home.mkdir()
     # What the Makefile's $(DAGSTER_HOME)/dagster.yaml rule does for `make demo` / `make ui`.
@@ -168,4 +174,16 @@ def build(root: Path) -> LifecycleInstance:
         if proc.returncode != 0:
             break
     _CACHE[root] = result
+    return result
+
+
+def built(root: Path) -> LifecycleInstance:
+    """:func:`build`, failing the calling test with the failed command's output."""
+    import pytest
+
+    result = build(root)
+    failed = result.failed()
+    if failed is not None:
+        label, proc = failed
+        pytest.fail(f"{label} failed:\n{(proc.stdout + proc.stderr)[-6000:]}")
     return result

@@ -18,19 +18,14 @@ import dagster as dg
 import pytest
 
 from tests.conftest import REPO_ROOT
-from tests.lifecycle_instance import CORPUS, LifecycleInstance, build, venv_bin
+from tests.lifecycle_instance import CORPUS, LifecycleInstance, built, venv_bin
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def ci_run(tmp_path_factory: pytest.TempPathFactory) -> LifecycleInstance:
-    result = build(tmp_path_factory.getbasetemp() / "ci-lifecycle")
-    failed = result.failed()
-    if failed is not None:
-        label, proc = failed
-        pytest.fail(f"{label} failed:\n{(proc.stdout + proc.stderr)[-6000:]}")
-    return result
+    return built(tmp_path_factory.getbasetemp() / "ci-lifecycle")
 
 
 @pytest.fixture

@@ -8,15 +8,12 @@ registry. One bad document sits in the inbox and must not stop the others.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from tests.conftest import REPO_ROOT
+from tests.lifecycle_instance import fresh_workspace, venv_bin
 
 pytestmark = pytest.mark.slow
 SAMPLES = REPO_ROOT / "examples" / "inbox"
@@ -29,30 +26,10 @@ GOOD = [
 BAD = "truncated-upload.pdf"
 
 
-def _bin(name: str) -> str:
-    return str(Path(sys.executable).with_name(name))
-
-
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory) -> dict[str, str]:
     root = tmp_path_factory.mktemp("e2e")
-    inbox = root / "inbox"
-    inbox.mkdir()
-    for name in [*GOOD, BAD]:
-        shutil.copy(SAMPLES / name, inbox / name)
-    home = root / "dagster_home"
-    home.mkdir()
-    shutil.copy(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
-    env = {
-        **os.environ,
-        "DAGSTER_HOME": str(home),
-        "LLMOPS_ENV": "ci",
-        "LLMOPS_INBOX": str(inbox),
-        "LLMOPS_DATA_DIR": str(root / "data"),
-        "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
-        "HF_HUB_OFFLINE": "1",
-    }
-    return env
+    return fresh_workspace(root, [SAMPLES / name for name in [*GOOD, BAD]])
 
 
 def _run(cmd: list[str], env: dict[str, str], timeout: int = 900) -> subprocess.CompletedProcess:
@@ -63,7 +40,7 @@ def _run(cmd: list[str], env: dict[str, str], timeout: int = 900) -> subprocess.
 
 @pytest.fixture(scope="module")
 def ingested(workspace):
-    proc = _run([_bin("llmops"), "ingest", "--workers", "2"], workspace)
+    proc = _run([venv_bin("llmops"), "ingest", "--workers", "2"], workspace)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
 
@@ -72,7 +49,7 @@ def ingested(workspace):
 def lifecycle(workspace, ingested):
     proc = _run(
         [
-            _bin("dagster"), "job", "execute", "-m", "pipelines.definitions",
+            venv_bin("dagster"), "job", "execute", "-m", "pipelines.definitions",
             "-j", "lifecycle", "-c", "configs/ci.yaml",
         ],
         workspace,
@@ -83,20 +60,20 @@ def lifecycle(workspace, ingested):
 
 def test_ingest_quarantines_the_bad_document_and_keeps_the_others(workspace, ingested):
     assert "ingested 4/5" in ingested.stderr, ingested.stderr
-    proc = _run([_bin("llmops"), "quarantine", "--json"], workspace)
+    proc = _run([venv_bin("llmops"), "quarantine", "--json"], workspace)
     entries = json.loads(proc.stdout)
     assert [e["name"] for e in entries] == [BAD]
     assert entries[0]["code"] == "malformed"
 
 
 def test_lifecycle_job_builds_the_knowledge_base_and_registers_a_challenger(workspace, lifecycle):
-    proc = _run([_bin("llmops"), "search", "solar installation capacity", "--json"], workspace)
+    proc = _run([venv_bin("llmops"), "search", "solar installation capacity", "--json"], workspace)
     assert proc.returncode == 0, proc.stderr
     hits = json.loads(proc.stdout)
     assert hits and "solar" in " ".join(h["text"] for h in hits).lower()
     assert all(not h["doc_id"].startswith("truncated-upload") for h in hits)
 
-    proc = _run([_bin("llmops"), "models", "--json"], workspace)
+    proc = _run([venv_bin("llmops"), "models", "--json"], workspace)
     assert proc.returncode == 0, proc.stderr
     versions = json.loads(proc.stdout)["versions"]
     aliases = {a for v in versions for a in v["aliases"]}
@@ -104,7 +81,7 @@ def test_lifecycle_job_builds_the_knowledge_base_and_registers_a_challenger(work
 
 
 def test_rerunning_ingest_is_idempotent(workspace, lifecycle):
-    proc = _run([_bin("llmops"), "ingest"], workspace)
+    proc = _run([venv_bin("llmops"), "ingest"], workspace)
     assert proc.returncode == 0, proc.stderr
     # Nothing new, and the quarantined document is not retried with the same content.
     assert "0 new" in proc.stderr and "ingesting 0" in proc.stderr

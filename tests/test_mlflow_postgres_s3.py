@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +18,7 @@ import pytest
 
 from llmops.base_model import BaseModelInfo
 from llmops.training import TrainConfig, TrainResult, train_lora
-from tests import postgres_server
+from tests import postgres_server, servers
 from tests.training_data import shared_dataset, shared_tiny_base
 
 MODEL = "llmops-prod-assistant"
@@ -35,51 +33,10 @@ pytestmark = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_http(url: str, proc: subprocess.Popen, timeout: float = 90) -> None:
-    import httpx
-
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{url}: server exited with {proc.returncode}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise TimeoutError(f"{url} did not answer in {timeout}s")
-
-
 @pytest.fixture(scope="module")
 def s3() -> Iterator[dict[str, str]]:
-    """A moto S3 server on a free localhost port, with one bucket."""
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
-    env = {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "MLFLOW_S3_ENDPOINT_URL": f"http://127.0.0.1:{port}",
-    }
-    boto3.client(
-        "s3", endpoint_url=env["MLFLOW_S3_ENDPOINT_URL"], region_name="us-east-1",
-        aws_access_key_id="testing", aws_secret_access_key="testing",
-    ).create_bucket(Bucket=BUCKET)
-    try:
+    with servers.s3_server(BUCKET) as env:
         yield env
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +53,7 @@ def mlflow_server(pg_url: str, s3: dict[str, str], tmp_path_factory) -> Iterator
     with psycopg.connect(pg_url, autocommit=True) as conn:
         conn.execute("create database mlflow")
     backend = pg_url.replace("postgresql://", "postgresql+psycopg2://").rsplit("/", 1)[0]
-    port = _free_port()
+    port = servers.free_port()
     env = {**os.environ, **s3, "MLFLOW_DISABLE_TELEMETRY": "true"}
     log = tmp_path_factory.mktemp("mlflow-server") / "server.log"
     with log.open("wb") as out:
@@ -110,16 +67,12 @@ def mlflow_server(pg_url: str, s3: dict[str, str], tmp_path_factory) -> Iterator
     url = f"http://127.0.0.1:{port}"
     try:
         try:
-            _wait_http(f"{url}/health", proc)
+            servers.wait_http(f"{url}/health", proc)
         except Exception as exc:
             raise RuntimeError(f"mlflow server failed: {log.read_text()[-3000:]}") from exc
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        servers.stop(proc)
 
 
 @pytest.fixture(scope="module")

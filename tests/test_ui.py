@@ -13,9 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,8 +22,9 @@ from typing import Any
 import dagster as dg
 import pytest
 
+from tests import servers
 from tests.conftest import REPO_ROOT
-from tests.lifecycle_instance import LifecycleInstance, build, venv_bin
+from tests.lifecycle_instance import LifecycleInstance, built, venv_bin
 
 pytestmark = [pytest.mark.slow, pytest.mark.ui]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -48,24 +47,13 @@ DESIGNED_EDGES = {
 
 @pytest.fixture(scope="module")
 def ci_run(tmp_path_factory: pytest.TempPathFactory) -> LifecycleInstance:
-    result = build(tmp_path_factory.getbasetemp() / "ci-lifecycle")
-    failed = result.failed()
-    if failed is not None:
-        label, proc = failed
-        pytest.fail(f"{label} failed:\n{(proc.stdout + proc.stderr)[-6000:]}")
-    return result
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return built(tmp_path_factory.getbasetemp() / "ci-lifecycle")
 
 
 @pytest.fixture(scope="module")
 def webserver(ci_run: LifecycleInstance) -> Iterator[str]:
     """`dagster-webserver -m pipelines.definitions` on the CI run's DAGSTER_HOME."""
-    port = _free_port()
+    port = servers.free_port()
     log = (ci_run.root / f"webserver-{port}.log").open("w")
     server = subprocess.Popen(
         [venv_bin("dagster-webserver"), "-m", "pipelines.definitions", "-h", "127.0.0.1",
@@ -74,26 +62,16 @@ def webserver(ci_run: LifecycleInstance) -> Iterator[str]:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 240
-        while True:
-            try:
-                info = json.loads(urllib.request.urlopen(f"{base}/server_info", timeout=5).read())
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    log.flush()
-                    tail = Path(log.name).read_text()[-3000:]
-                    pytest.fail(f"dagster-webserver did not start on {base}:\n{tail}")
-                time.sleep(1)
+        try:
+            info = json.loads(servers.wait_http(f"{base}/server_info", server, timeout=240))
+        except (RuntimeError, TimeoutError) as exc:
+            log.flush()
+            pytest.fail(f"dagster-webserver did not start on {base} ({exc}):\n"
+                        f"{Path(log.name).read_text()[-3000:]}")
         assert info["dagster_webserver_version"] == dg.__version__
         yield base
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        servers.stop(server)
         log.close()
 
 
