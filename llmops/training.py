@@ -223,14 +223,20 @@ def encode_prompt(
     """Prompt token ids whose context is cut at its end to fit ``max_tokens``."""
     head, ctx, tail = _prompt_ids(tokenizer, instruction, context)
     if max_tokens is not None:
-        room = max_tokens - len(head) - len(tail)
-        if room < 0:
-            raise ExampleTooLong(
-                f"instruction + response heading take {len(head) + len(tail)} tokens, more than "
-                f"the {max_tokens} available"
-            )
-        ctx = ctx[:room]
+        ctx = ctx[: _room(head, tail, max_tokens)]
     return head + ctx + tail
+
+
+def _room(head: list[int], tail: list[int], limit: int, needed: int = 0) -> int:
+    """Tokens left for context (and response) once the instruction and headings are placed;
+    they are never cut, so an example where they leave less than ``needed`` is too long."""
+    room = limit - len(head) - len(tail)
+    if room < needed:
+        raise ExampleTooLong(
+            f"instruction + response heading take {len(head) + len(tail)} tokens of the "
+            f"{limit} available"
+        )
+    return room
 
 
 def encode_example(
@@ -254,12 +260,7 @@ def encode_example(
     eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
     r_ids = (tokenizer(response, add_special_tokens=False)["input_ids"] if response else []) + eos
     if max_length is not None:
-        rest = max_length - len(head) - len(tail)
-        if rest < 1:
-            raise ExampleTooLong(
-                f"instruction + response heading take {len(head) + len(tail)} tokens; "
-                f"max_length is {max_length}"
-            )
+        rest = _room(head, tail, max_length, needed=1)
         r_ids = r_ids[: max(rest - len(ctx), rest // 2, 1)]
         ctx = ctx[: rest - len(r_ids)]
     p_ids = head + ctx + tail

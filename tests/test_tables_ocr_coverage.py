@@ -6,7 +6,6 @@ tests know exactly what the page holds.
 
 from __future__ import annotations
 
-import io
 import zlib
 
 import pytest
@@ -14,7 +13,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from llmops.chunking import chunk_pages
 from llmops.ingestion import IngestConfig, extract_document
-from tests.fixtures.ingestion_docs import LATIN_FONTS, find_font
+from tests.fixtures.ingestion_docs import LATIN_FONTS, find_font, serialize_pdf
 
 CFG = IngestConfig(ocr_dpi=200)
 W, H = 612, 792
@@ -69,19 +68,7 @@ def pdf_page(
             + raw
             + b"\nendstream"
         )
-    out = io.BytesIO()
-    out.write(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
-    offsets = []
-    for num, obj in enumerate(objects, start=1):
-        offsets.append(out.tell())
-        out.write(b"%d 0 obj\n" % num + obj + b"\nendobj\n")
-    xref = out.tell()
-    out.write(b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1))
-    for off in offsets:
-        out.write(b"%010d 00000 n \n" % off)
-    out.write(b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n"
-              % (len(objects) + 1, xref))  # fmt: skip
-    return out.getvalue()
+    return serialize_pdf(objects)
 
 
 def ruled_table(x0: float, top: float, rows: list[list[str]], col_w: float = 120) -> str:
