@@ -24,7 +24,7 @@ import pyarrow as pa
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from llmops.vectorstore import SEARCH_MODES, VectorStore, chunk_schema  # noqa: E402
+from llmops.vectorstore import SEARCH_MODES, VectorStore  # noqa: E402
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -52,8 +52,7 @@ def synthetic_table(n: int, dim: int, rng: np.random.Generator) -> tuple[pa.Tabl
         "model_id": pa.array(["synthetic@0"] * n),
         "embedded_at": pa.array([None] * n, pa.timestamp("us", tz="UTC")),
     }
-    schema = chunk_schema(dim)
-    return pa.Table.from_arrays([columns[f.name] for f in schema], schema=schema), vectors
+    return pa.table(columns), vectors  # the store adds search_text and casts to its schema
 
 
 def bench_latency(n: int, n_queries: int, dim: int = 384) -> dict[str, tuple[float, float]]:

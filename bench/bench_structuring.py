@@ -23,16 +23,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench_retrieval import synthetic_table  # noqa: E402
+
 from llmops.embedding import Embedder, embed_missing  # noqa: E402
 from llmops.retrieval_eval import evaluate_retrieval, format_table, load_labelled  # noqa: E402
-from llmops.vectorstore import VectorStore, chunk_schema  # noqa: E402
+from llmops.vectorstore import VectorStore  # noqa: E402
 
 CORPUS = Path(os.environ.get("LLMOPS_SHARED_CORPUS", ROOT.parent / "shared" / "corpus"))
 MAX_TOKENS, OVERLAP_TOKENS = 200, 24  # configs/local.yaml structuring defaults
@@ -138,32 +139,6 @@ def bench_embedding(embedder: Embedder, chunks: list[dict[str, Any]], n: int, re
     print(f"  throughput ratio (ours / direct): {o / b:.2f}x  (goal >= 0.9x)")
 
 
-def _synthetic_table(n: int, dim: int, rng: np.random.Generator) -> tuple[pa.Table, np.ndarray]:
-    vocab = np.array([f"w{i}" for i in range(20_000)])
-    ranks = np.minimum(rng.zipf(1.2, size=(n, 30)) - 1, len(vocab) - 1)  # Zipfian word use
-    texts = [" ".join(vocab[r]) for r in ranks]
-    vectors = rng.normal(size=(n, dim)).astype(np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    schema = chunk_schema(dim)
-    table = pa.Table.from_arrays(
-        [
-            pa.array([f"{i:016x}" for i in range(n)]),
-            pa.array([f"doc{i // 50}" for i in range(n)]),
-            pa.array(texts),
-            pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), dim),
-            pa.array(["en"] * n),
-            pa.array(np.ones(n, dtype=np.int32)),
-            pa.array(np.ones(n, dtype=np.int32)),
-            pa.array([""] * n),
-            pa.array(["{}"] * n),
-            pa.array(["synthetic@0"] * n),
-            pa.array([None] * n, pa.timestamp("us", tz="UTC")),
-        ],
-        schema=schema,
-    )
-    return table, vectors
-
-
 def _latencies(store: VectorStore, queries: list[tuple[str, np.ndarray, int]], mode: str):
     times, top1 = [], 0
     for text, vector, target in queries:
@@ -176,7 +151,7 @@ def _latencies(store: VectorStore, queries: list[tuple[str, np.ndarray, int]], m
 
 def bench_search(n: int, n_queries: int, dim: int = 384) -> None:
     rng = np.random.default_rng(7)
-    table, vectors = _synthetic_table(n, dim, rng)
+    table, vectors = synthetic_table(n, dim, rng)
     texts = table.column("text").to_pylist()
     queries = []
     for target in rng.choice(n, size=n_queries, replace=False):

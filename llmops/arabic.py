@@ -376,3 +376,42 @@ def logical_from_visual(clusters: list[str], base_dir: str = "auto") -> str:
             else:
                 out.extend(clusters[i] for i in idx)
     return "".join(out)
+
+
+# --------------------------------------------------------------------------- search form
+
+_SEARCH_CONFIG = ArabicConfig(remove_diacritics=True, unify_letters=True)
+_ARABIC_WORD_RE = re.compile("[\u0621-\u064a\u0671-\u06d3]+")
+# Larkey, Ballesteros & Connell, "Light Stemming for Arabic Information Retrieval" (2007):
+# "light10", the stemmer Lucene's ArabicStemmer follows. Letters are unified first (ة -> ه,
+# ى -> ي, alef forms -> ا), so the suffix list needs no ة / ى variants.
+_LIGHT10_ARTICLES = ("وال", "بال", "كال", "فال", "ال", "لل")
+_LIGHT10_SUFFIXES = ("ها", "ان", "ات", "ون", "ين", "يه", "ه", "ي")
+
+
+def light_stem(word: str) -> str:
+    """Light10 stem of one normalised Arabic word: drop the conjunction و, one definite
+    article, then suffixes, each only while at least two letters remain."""
+    if len(word) >= 4 and word.startswith("و"):
+        word = word[1:]
+    for article in _LIGHT10_ARTICLES:
+        if word.startswith(article) and len(word) - len(article) >= 2:
+            word = word[len(article) :]
+            break
+    for suffix in _LIGHT10_SUFFIXES:
+        if word.endswith(suffix) and len(word) - len(suffix) >= 2:
+            word = word[: -len(suffix)]
+    return word
+
+
+def search_form(text: str) -> str:
+    """Text as the full-text index sees it, for documents and queries alike.
+
+    Arabic-script words are normalised (NFKC, no diacritics or tatweel, unified letters) and
+    light-stemmed, so "والانتخابات" matches "انتخابات"; other words are left to the index's own
+    tokenizer and English stemmer, which leave Arabic letters untouched.
+    """
+    if not text or not _ARABIC_LETTER_RE.search(text):
+        return text
+    text = normalize_arabic(text, _SEARCH_CONFIG)
+    return _ARABIC_WORD_RE.sub(lambda m: light_stem(m.group()), text)

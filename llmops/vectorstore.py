@@ -41,6 +41,8 @@ def chunk_schema(dim: int) -> pa.Schema:
             pa.field("chunk_id", pa.string(), nullable=False),
             pa.field("doc_id", pa.string(), nullable=False),
             pa.field("text", pa.string()),
+            # what the full-text index reads: Arabic light-stemmed (llmops.arabic.search_form)
+            pa.field("search_text", pa.string()),
             pa.field("vector", pa.list_(pa.float32(), dim)),
             pa.field("language", pa.string()),
             pa.field("page_start", pa.int32()),
@@ -120,6 +122,17 @@ class VectorStore:
         except (ValueError, FileNotFoundError):
             if dim is not None:
                 self._table = self._db.create_table(table, schema=chunk_schema(dim))
+        else:
+            self._migrate()
+
+    def _migrate(self) -> None:
+        """Bring a table written by an older version to :func:`chunk_schema` (adds
+        ``search_text``). The rows are rewritten as a new table version; older versions stay
+        readable through LanceDB's version history until cleaned up."""
+        if "search_text" in self._table.schema.names:
+            return
+        data = self._to_arrow(self._table.to_arrow())
+        self._table = self._db.create_table(self.table_name, data=data, mode="overwrite")
 
     # -- bookkeeping --------------------------------------------------------------------------
     @property
@@ -144,7 +157,7 @@ class VectorStore:
             self._meta = {
                 "rows": self.count(),
                 "vector_index": self._table is not None and self._index("vector") is not None,
-                "text_index": self._table is not None and self._index("text") is not None,
+                "text_index": self._table is not None and self._index("search_text") is not None,
             }
         return self._meta
 
@@ -206,9 +219,16 @@ class VectorStore:
 
     # -- writes -------------------------------------------------------------------------------
     def _to_arrow(self, rows: Sequence[Mapping[str, Any]] | pa.Table) -> pa.Table:
+        from llmops.arabic import search_form
+
         if isinstance(rows, pa.Table):
             dim = rows.schema.field("vector").type.list_size
             self._check_dim(dim)
+            if "search_text" not in rows.schema.names:
+                texts = rows.column("text").to_pylist()
+                rows = rows.append_column(
+                    "search_text", pa.array([search_form(t or "") for t in texts], pa.string())
+                )
             return rows.select(chunk_schema(dim).names).cast(chunk_schema(dim))
         vectors = np.asarray([r["vector"] for r in rows], dtype=np.float32)
         if vectors.ndim != 2:
@@ -229,6 +249,7 @@ class VectorStore:
             pa.array(col("chunk_id"), pa.string()),
             pa.array(col("doc_id"), pa.string()),
             pa.array(col("text", ""), pa.string()),
+            pa.array([search_form(t or "") for t in col("text", "")], pa.string()),
             pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel(), pa.float32()), dim),
             pa.array(col("language", "und"), pa.string()),
             pa.array([int(v or 0) for v in col("page_start", 0)], pa.int32()),
@@ -328,9 +349,9 @@ class VectorStore:
         n = self.count()
         if self._table is None or n == 0:
             return done
-        fts = self._index("text")
+        fts = self._index("search_text")
         if fts is None or self._table.index_stats(fts.name).num_unindexed_rows > 0:
-            self._table.create_index("text", config=FTS(), replace=True)
+            self._table.create_index("search_text", config=FTS(), replace=True)
             done["fts"] = "built"
         else:
             done["fts"] = "current"
@@ -423,11 +444,14 @@ class VectorStore:
     async def _fts_hits(
         self, table: Any, text: str, limit: int, where: str | None, ids_only: bool = False
     ) -> list[dict[str, Any]]:
-        """BM25 top-``limit``; ``ids_only`` returns chunk_id, _rowid and score (no text read)."""
+        """BM25 top-``limit`` over ``search_text``; ``ids_only`` returns chunk_id, _rowid and score
+        (no text read). The query gets the same Arabic light stemming as the documents."""
+        from llmops.arabic import search_form
+
         if not text.strip():
             return []
         columns = ["chunk_id"] if ids_only else _RESULT_COLUMNS
-        query = table.query().nearest_to_text(text, columns="text")
+        query = table.query().nearest_to_text(search_form(text), columns="search_text")
         query = query.select([*columns, "_score"]).limit(limit)
         if ids_only:
             query = query.with_row_id()
@@ -515,7 +539,7 @@ class VectorStore:
         if mode != "vector" and not self._search_meta()["text_index"]:
             from lancedb.index import FTS
 
-            self._table.create_index("text", config=FTS(), replace=True)
+            self._table.create_index("search_text", config=FTS(), replace=True)
             self._meta = self._atable = None
             self._search_meta()
         table = self._async_table()
