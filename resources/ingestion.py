@@ -17,6 +17,8 @@ class IngestionResource(dg.ConfigurableResource):
     ocr_workers: int = 1
     max_file_mb: float = 200.0
     pdf_password: str | None = None  # set with {env: LLMOPS_PDF_PASSWORD}, never in plain text
+    ocr_figures: bool = True
+    figure_min_confidence: float = 70.0
     remove_tatweel: bool = True
     remove_diacritics: bool = False
     unify_letters: bool = False
@@ -39,6 +41,8 @@ class IngestionResource(dg.ConfigurableResource):
                 "ocr_workers": self.ocr_workers,
                 "max_file_mb": self.max_file_mb,
                 "pdf_password": self.pdf_password,
+                "ocr_figures": self.ocr_figures,
+                "figure_min_confidence": self.figure_min_confidence,
                 "arabic": {
                     "remove_tatweel": self.remove_tatweel,
                     "remove_diacritics": self.remove_diacritics,

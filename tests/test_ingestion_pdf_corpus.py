@@ -59,6 +59,15 @@ def test_known_phrases(batch):
     assert "Labore ipsum sit est. Ipsum quisquam adipisci sed dolor sed." in lorem
 
 
+def test_figures_that_are_pictures_of_text_are_read(batch):
+    """The rule's figures 1-9 are images of procedure text beside the digital text."""
+    fed = batch["federal-register-2020-17221.pdf"]
+    page7 = fed[6]
+    assert "inserting a copy of figures 1 through 9" in " ".join(page7.text.split())
+    assert "Recall items are minimum immediate actions" in " ".join(page7.text.split())
+    assert any("figure at" in w and "OCR'd" in w for w in page7.warnings)
+
+
 def test_three_column_page_is_read_column_by_column(batch):
     first = batch["federal-register-2020-17221.pdf"][0].text
     # left column sentence stays whole instead of interleaving with the middle column

@@ -351,3 +351,42 @@ def test_unruled_finder_can_be_switched_off():
     cfg = IngestConfig(ocr_dpi=200, detect_unruled_tables=False)
     (page,) = extract_document(_unruled_page(), "network.pdf", cfg)
     assert page.tables == [] and "Westfield" in page.text
+
+
+# --------------------------------------------------------------------------- 7. figures of text
+
+FIGURE_LINES = ["Reservoir level alarm threshold", "Eastern pumping station capacity"]
+
+
+def _page_with_figure(image: Image.Image) -> bytes:
+    """Born-digital paragraph on top, ``image`` as a figure in the lower half of the page."""
+    prose = "".join(text_op(72, 72 + 16 * i, line) for i, line in enumerate(BODY))
+    return pdf_page(prose, image, image_box=(72, 120, 468, 300))
+
+
+@pytest.mark.skipif(find_font(LATIN_FONTS) is None, reason="no TrueType font to draw the figure")
+def test_figure_with_text_on_a_born_digital_page_is_ocrd():
+    figure = render_text_image(FIGURE_LINES, dpi=200, size_in=(5.5, 2.5), top_px=120)
+    pages = extract_document(_page_with_figure(figure), "figure.pdf", IngestConfig())
+    page = pages[0]
+    assert page.method == "text"  # the page keeps its text layer ...
+    assert _flat(BODY[0]) in _flat(page.text)
+    for line in FIGURE_LINES:  # ... and gains the figure's text
+        assert _flat(line) in _flat(page.text), page.text
+    assert any("figure at" in w and "OCR'd" in w for w in page.warnings), page.warnings
+
+    off = extract_document(_page_with_figure(figure), "figure.pdf",
+                           IngestConfig(ocr_figures=False))[0]  # fmt: skip
+    assert _flat(FIGURE_LINES[0]) not in _flat(off.text)
+
+
+def test_photo_like_figure_adds_no_text():
+    """Noise (a photo, a chart's texture) gives low-confidence fragments: nothing is added."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    noise = Image.fromarray(rng.integers(0, 256, size=(500, 1100), dtype=np.uint8), "L")
+    page = extract_document(_page_with_figure(noise), "photo.pdf", IngestConfig())[0]
+    plain = extract_document(_page_with_figure(noise), "photo.pdf",
+                             IngestConfig(ocr_figures=False))[0]  # fmt: skip
+    assert page.text == plain.text

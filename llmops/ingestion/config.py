@@ -22,6 +22,10 @@ class IngestConfig:
     * ``min_alnum_ratio``: share of letters/digits among non-space characters below which the
       layer is garbage (symbol soup from a broken font encoding).
 
+    ``ocr_figures`` OCRs large images on born-digital pages (a scanned letter pasted into a
+    report) and keeps what tesseract reads with at least ``figure_min_confidence``; photos and
+    charts give low-confidence fragments and are left out.
+
     ``detect_unruled_tables`` adds tables without ruling lines (aligned columns over >= 3 rows,
     accepted by strict rules in :func:`llmops.ingestion.pdf.find_unruled_tables`).
     """
@@ -38,6 +42,8 @@ class IngestConfig:
     detect_tables: bool = True
     detect_unruled_tables: bool = True
     detect_columns: bool = True
+    ocr_figures: bool = True
+    figure_min_confidence: float = 70.0
     arabic: ArabicConfig = field(default_factory=ArabicConfig)
 
     def __post_init__(self) -> None:
@@ -49,6 +55,7 @@ class IngestConfig:
             "min_text_chars": self.min_text_chars >= 0,
             "max_bad_char_ratio": 0 <= self.max_bad_char_ratio <= 1,
             "min_alnum_ratio": 0 <= self.min_alnum_ratio <= 1,
+            "figure_min_confidence": 0 <= self.figure_min_confidence <= 100,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:

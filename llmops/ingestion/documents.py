@@ -11,6 +11,7 @@ import io
 import re
 from collections.abc import Iterable
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from PIL import Image, UnidentifiedImageError
 
@@ -21,6 +22,9 @@ from llmops.ingestion.errors import DocumentError, OcrError
 from llmops.ingestion.office import TextPage, extract_docx, extract_html, extract_txt
 from llmops.ingestion.records import DocumentInfo, PageRecord, TableRecord
 from llmops.ingestion.scan import OcrOutcome, ensure_ocr_available, iter_image_frames, ocr_many
+
+if TYPE_CHECKING:
+    from llmops.ingestion.pdf import PdfPageResult
 
 _ANCHOR_RE = re.compile("\\s*\ue000(\\d+)\ue001\\s*")
 _BLANK_LINES_RE = re.compile(r"\n{3,}")
@@ -205,18 +209,58 @@ def _ocr_named(
 # --------------------------------------------------------------------------- per kind
 
 
+def _figure_texts(
+    data: bytes, name: str, results: list[PdfPageResult], cfg: IngestConfig
+) -> dict[int, tuple[list[str], list[str]]]:
+    """OCR of the figures on text-layer pages: page -> (texts kept, warnings).
+
+    Best effort: a figure that cannot be read (no tesseract, a tesseract error, a timeout, low
+    confidence) costs a page warning, never the document.
+    """
+    from llmops.ingestion.pdf import render_regions
+
+    regions = [(r.page_number, box) for r in results if not r.needs_ocr for box in r.figures]
+    out: dict[int, tuple[list[str], list[str]]] = {n: ([], []) for n, _ in regions}
+    if not regions:
+        return out
+    try:
+        ensure_ocr_available(cfg, name)
+        outcomes = ocr_many(render_regions(data, regions, cfg, name), cfg, len(regions))
+    except (DocumentError, OcrError) as err:
+        for number, _ in regions:
+            out[number][1].append(f"figure not OCR'd: {err}")
+        return out
+    for (number, box), outcome in zip(regions, outcomes, strict=True):
+        where = f"figure at ({box[0]:.0f}, {box[1]:.0f}) pt"
+        words = [w for w in outcome.text.split() if any(ch.isalpha() for ch in w)]
+        conf = outcome.confidence or 0.0
+        if outcome.timed_out or len(words) < 2 or conf < cfg.figure_min_confidence:
+            if words:
+                out[number][1].append(
+                    f"{where}: OCR text left out ({len(words)} words, confidence {conf:.0f} < "
+                    f"{cfg.figure_min_confidence:g})"
+                )
+            continue
+        out[number][0].append(outcome.text.strip())
+        out[number][1].append(f"{where}: OCR'd, {len(words)} words, confidence {conf:.0f}")
+    return out
+
+
 def _extract_pdf(data: bytes, name: str, doc_id: str, cfg: IngestConfig) -> list[PageRecord]:
     from llmops.ingestion.pdf import check_geometry, iter_text_pages, open_pdf, render_pages
 
     with open_pdf(data, name, cfg) as pdf:
         check_geometry(pdf, name)
         results = list(iter_text_pages(pdf, name, cfg))
+    figures = _figure_texts(data, name, results, cfg)
     records: dict[int, PageRecord] = {}
     scanned = [r for r in results if r.needs_ocr]
     for r in results:
         if not r.needs_ocr:
-            records[r.page_number] = _finish(doc_id, r.page_number, r.text, r.tables, cfg,
-                                             warnings=r.warnings)  # fmt: skip
+            texts, notes = figures.get(r.page_number, ([], []))
+            text = "\n\n".join(t for t in (r.text, *texts) if t.strip())
+            records[r.page_number] = _finish(doc_id, r.page_number, text, r.tables, cfg,
+                                             warnings=[*r.warnings, *notes])  # fmt: skip
     if scanned:
         ensure_ocr_available(cfg, name)
         numbers = [r.page_number for r in scanned]

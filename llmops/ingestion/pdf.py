@@ -86,6 +86,7 @@ class PdfPageResult:
     needs_ocr: bool = False
     warnings: list[str] = field(default_factory=list)
     keep_text: str = ""
+    figures: list[tuple[float, float, float, float]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -786,10 +787,32 @@ def _has_scan_image(page: Page) -> bool:
     return False
 
 
+def figure_boxes(page: Page) -> list[tuple[float, float, float, float]]:
+    """Images on a born-digital page that may be pictures of text: at least ``_MIN_IMAGE_AREA``
+    of the page and an inch on each side, with (almost) no text-layer characters over them
+    (a figure whose labels are digital text is already read). Boxes are (x0, top, x1, bottom)
+    in points, clipped to the page."""
+    area = float(page.width * page.height) or 1.0
+    x0p, topp, x1p, bottomp = page.bbox
+    boxes = []
+    for img in page.images:
+        box = (max(img["x0"], x0p), max(img["top"], topp), min(img["x1"], x1p),
+               min(img["bottom"], bottomp))  # fmt: skip
+        w, h = box[2] - box[0], box[3] - box[1]
+        if w < 72 or h < 72 or w * h < _MIN_IMAGE_AREA * area:
+            continue
+        covered = sum(_clipped_area(c, box) for c in page.chars)
+        if covered < _SPARSE_TEXT_SHARE * w * h:
+            boxes.append(box)
+    return boxes
+
+
 def extract_text_page(page: Page, cfg: IngestConfig) -> PdfPageResult:
     """Text layer of one page, or the verdict that it needs OCR."""
     result = PdfPageResult(page_number=page.page_number)
     direction = dominant_direction(page.chars)
+    if cfg.ocr_figures and direction == (1, 0) and not page.rotation:
+        result.figures = figure_boxes(page)  # read by OCR unless the whole page is
     if direction != (1, 0):
         page = RotatedPage(page, direction)
         result.warnings.append(f"text runs {_dir_name(direction)}: page rotated before extraction")
@@ -872,6 +895,29 @@ def iter_text_pages(pdf: pdfplumber.PDF, name: str, cfg: IngestConfig) -> Iterat
             )
         finally:
             page.close()  # drop pdfminer's cached layout: memory stays flat on long documents
+
+
+def render_regions(
+    data: bytes, regions: list[tuple[int, tuple[float, float, float, float]]], cfg: IngestConfig,
+    name: str,
+) -> Iterator[Any]:
+    """Grey PIL images of (1-based page, (x0, top, x1, bottom) in points) regions at
+    ``cfg.ocr_dpi``: only the region is rendered (pdfium's crop, in points from each edge)."""
+    import pypdfium2 as pdfium
+
+    doc = pdfium.PdfDocument(data, password=cfg.pdf_password)
+    try:
+        for number, (x0, top, x1, bottom) in regions:
+            page = doc[number - 1]
+            try:
+                width, height = page.get_size()
+                crop = (x0, height - bottom, width - x1, top)
+                bitmap = page.render(scale=cfg.ocr_dpi / 72.0, grayscale=True, crop=crop)
+                yield bitmap.to_pil()
+            finally:
+                page.close()
+    finally:
+        doc.close()
 
 
 def render_pages(
