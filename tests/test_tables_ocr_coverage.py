@@ -390,3 +390,15 @@ def test_photo_like_figure_adds_no_text():
     plain = extract_document(_page_with_figure(noise), "photo.pdf",
                              IngestConfig(ocr_figures=False))[0]  # fmt: skip
     assert page.text == plain.text
+
+
+def test_text_likeness_screens_photos_before_ocr():
+    import numpy as np
+
+    from llmops.ingestion.pdf import looks_like_text
+
+    rng = np.random.default_rng(1)
+    photo = Image.fromarray(rng.integers(0, 256, size=(300, 400), dtype=np.uint8), "L")
+    gradient = Image.fromarray(np.tile(np.linspace(0, 255, 400, dtype=np.uint8), (300, 1)), "L")
+    assert not looks_like_text(photo) and not looks_like_text(gradient)
+    assert looks_like_text(render_text_image(FIGURE_LINES, dpi=100, size_in=(4, 2), top_px=40))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -217,20 +217,28 @@ def _figure_texts(
     Best effort: a figure that cannot be read (no tesseract, a tesseract error, a timeout, low
     confidence) costs a page warning, never the document.
     """
-    from llmops.ingestion.pdf import render_regions
+    from llmops.ingestion.pdf import looks_like_text, render_regions
 
     regions = [(r.page_number, box) for r in results if not r.needs_ocr for box in r.figures]
     out: dict[int, tuple[list[str], list[str]]] = {n: ([], []) for n, _ in regions}
     if not regions:
         return out
+    read: list[tuple[int, tuple[float, float, float, float]]] = []
+
+    def text_like() -> Iterator[Image.Image]:  # photos are skipped before any OCR
+        for region, img in zip(regions, render_regions(data, regions, cfg, name), strict=True):
+            if looks_like_text(img):
+                read.append(region)
+                yield img
+
     try:
         ensure_ocr_available(cfg, name)
-        outcomes = ocr_many(render_regions(data, regions, cfg, name), cfg, len(regions))
+        outcomes = ocr_many(text_like(), cfg, len(regions))
     except (DocumentError, OcrError) as err:
         for number, _ in regions:
             out[number][1].append(f"figure not OCR'd: {err}")
         return out
-    for (number, box), outcome in zip(regions, outcomes, strict=True):
+    for (number, box), outcome in zip(read, outcomes, strict=True):
         where = f"figure at ({box[0]:.0f}, {box[1]:.0f}) pt"
         words = [w for w in outcome.text.split() if any(ch.isalpha() for ch in w)]
         conf = outcome.confidence or 0.0

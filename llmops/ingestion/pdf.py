@@ -807,6 +807,20 @@ def figure_boxes(page: Page) -> list[tuple[float, float, float, float]]:
     return boxes
 
 
+def looks_like_text(img: Any) -> bool:
+    """Cheap test before OCR: print is dark ink on light paper (mostly near-white pixels, few
+    mid-tones); a photo's tones spread over the whole range. Charts pass and are read (their
+    labels are text); tesseract's confidence then decides."""
+    import numpy as np
+
+    grey = np.asarray(img.convert("L"))
+    if grey.size == 0:
+        return False
+    light = float((grey >= 200).mean())
+    mid = float(((grey > 64) & (grey < 192)).mean())
+    return light >= 0.5 and mid <= 0.25
+
+
 def extract_text_page(page: Page, cfg: IngestConfig) -> PdfPageResult:
     """Text layer of one page, or the verdict that it needs OCR."""
     result = PdfPageResult(page_number=page.page_number)
