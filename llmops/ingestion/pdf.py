@@ -779,12 +779,7 @@ def layout_text(
 
 def _has_scan_image(page: Page) -> bool:
     area = float(page.width * page.height) or 1.0
-    for img in page.images:
-        w = max(0.0, min(img["x1"], page.bbox[2]) - max(img["x0"], page.bbox[0]))
-        h = max(0.0, min(img["bottom"], page.bbox[3]) - max(img["top"], page.bbox[1]))
-        if w * h >= _MIN_IMAGE_AREA * area:
-            return True
-    return False
+    return any(_clipped_area(img, page.bbox) >= _MIN_IMAGE_AREA * area for img in page.images)
 
 
 def figure_boxes(page: Page) -> list[tuple[float, float, float, float]]:
