@@ -21,6 +21,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from llmops.text import markdown_table, normalize_text
+
 CountTokens = Callable[[str], int]
 
 # --------------------------------------------------------------------------------------------
@@ -82,17 +84,6 @@ class _Section:
 # --------------------------------------------------------------------------------------------
 # Normalisation and ids
 # --------------------------------------------------------------------------------------------
-
-_WS_RE = re.compile(r"\s+")
-
-
-def normalize_text(text: str) -> str:
-    """The form ids are computed on: NFKC, collapsed whitespace, stripped.
-
-    Whitespace-only or compatibility-form differences (a re-extraction that wraps lines
-    differently) must not change a chunk's identity.
-    """
-    return _WS_RE.sub(" ", unicodedata.normalize("NFKC", text)).strip()
 
 
 def chunk_id_for(doc_id: str, text: str, occurrence: int = 0) -> str:
@@ -261,23 +252,8 @@ def _page_dict(page: Any) -> dict[str, Any]:
 def _table_parts(table: Any) -> tuple[list[list[str]], str]:
     data = _page_dict(table) if not isinstance(table, Mapping) else table
     rows = [[("" if c is None else str(c)) for c in row] for row in (data.get("rows") or [])]
-    markdown = str(data.get("markdown") or "") or (render_markdown_table(rows) if rows else "")
+    markdown = str(data.get("markdown") or "") or (markdown_table(rows) if rows else "")
     return rows, markdown
-
-
-def _md_escape(cell: str) -> str:
-    return _WS_RE.sub(" ", cell).replace("|", "\\|").strip()
-
-
-def render_markdown_table(rows: Sequence[Sequence[str]]) -> str:
-    """GitHub markdown for ``rows`` (first row = header); used when re-rendering row slices."""
-    if not rows:
-        return ""
-    width = max(len(r) for r in rows)
-    norm = [[_md_escape(str(c)) for c in r] + [""] * (width - len(r)) for r in rows]
-    lines = ["| " + " | ".join(norm[0]) + " |", "| " + " | ".join(["---"] * width) + " |"]
-    lines += ["| " + " | ".join(r) + " |" for r in norm[1:]]
-    return "\n".join(lines)
 
 
 def _parse_md_table(lines: list[str]) -> list[list[str]]:
@@ -652,18 +628,18 @@ def _pack_table(
     group: list[list[str]] = []
 
     def emit(g: list[list[str]]) -> None:
-        text = _with_heading(heading, render_markdown_table([header, *g]))
+        text = _with_heading(heading, markdown_table([header, *g]))
         drafts.append(_Draft(text, "table", heading, [block.page], count_tokens(text)))
 
     for row in body:
-        trial = _with_heading(heading, render_markdown_table([header, *group, row]))
+        trial = _with_heading(heading, markdown_table([header, *group, row]))
         if count_tokens(trial) <= max_tokens:
             group.append(row)
             continue
         if group:
             emit(group)
             group = []
-        single = _with_heading(heading, render_markdown_table([header, row]))
+        single = _with_heading(heading, markdown_table([header, row]))
         if count_tokens(single) <= max_tokens:
             group = [row]
             continue

@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 import yaml
 
+from llmops.text import markdown_table
+
 DEFAULT_DIR = Path(__file__).resolve().parents[1] / "configs" / "expectations"
 _PARAM = re.compile(r"^\$\{(\w+)\}$")
 _lock = threading.RLock()
@@ -35,11 +37,12 @@ class QualityResult:
     def markdown(self) -> str:
         if not self.failed:
             return f"All {self.statistics.get('evaluated_expectations', 0)} expectations passed."
-        lines = ["| expectation | column | observed | details |", "|---|---|---|---|"]
-        for f in self.failed:
-            cells = [f["expectation"], f.get("column") or "", f.get("observed"), f.get("details")]
-            lines.append("| " + " | ".join(str(c).replace("|", "\\|")[:120] for c in cells) + " |")
-        return "\n".join(lines)
+        rows = [["expectation", "column", "observed", "details"]]
+        rows += [
+            [f["expectation"], f.get("column"), f.get("observed"), f.get("details")]
+            for f in self.failed
+        ]
+        return markdown_table(rows, max_cell_chars=120)
 
 
 def load_suite(name_or_path: str | Path, directory: str | Path | None = None) -> dict[str, Any]:
