@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from llmops.arabic import ArabicConfig, normalize_arabic
 from llmops.text import markdown_table
 
 DEFAULT_DIR = Path(__file__).resolve().parents[1] / "configs" / "expectations"
@@ -157,8 +158,14 @@ def run_suite(
     return QualityResult(name, bool(result.success), stats, failed)
 
 
+# Spelling variants are not differences for duplicate detection: harakat (which would also cut
+# words apart, being no \w), tatweel, hamza/alef forms, Arabic-Indic digits.
+_DEDUP_ARABIC = ArabicConfig(remove_diacritics=True, unify_letters=True)
+
+
 def _shingles(text: str, n: int = 5) -> set[str]:
-    words = re.findall(r"\w+", text.lower())
+    """Word 5-grams of the case- and Arabic-spelling-folded text."""
+    words = re.findall(r"\w+", normalize_arabic(text, _DEDUP_ARABIC).casefold())
     if len(words) < n:
         return {" ".join(words)} if words else set()
     return {" ".join(words[i : i + n]) for i in range(len(words) - n + 1)}

@@ -138,6 +138,10 @@ def test_near_duplicates_arabic():
     other = "بلغ مخزون الخزانات واحدا وأربعين في المائة من السعة في التاسع من سبتمبر"
     assert near_duplicates([base, other, near], threshold=0.8) == {2: 0}
     assert near_duplicates([base, other], threshold=0.5) == {}
+    # the same text with harakat, tatweel and another hamza spelling is a duplicate
+    vocalised = base.replace("جددت", "جَدَّدَت").replace("الهيئة", "الهـيئة")
+    vocalised = vocalised.replace("أنابيب", "انابيب")
+    assert near_duplicates([base, vocalised], threshold=0.99) == {1: 0}
 
 
 def test_near_duplicates_are_deterministic_across_processes():
