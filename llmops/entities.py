@@ -1,8 +1,10 @@
 """Entity extraction for chunks: dates, money, percentages, contacts, legal refs, names.
 
-Pattern entities (dates, amounts, percentages, e-mails, URLs, phones, CFR/U.S.C. references) are
+Pattern entities (dates, amounts, percentages, e-mails, URLs, CFR/U.S.C. references) are
 regular expressions that know English *and* Arabic forms (Arabic month names, Arabic-Indic
-digits, Arab currencies, ٪) because a statistical English model misses all of those.
+digits, Arab currencies, ٪) because a statistical English model misses all of those. Phones come
+from ``phonenumbers`` (libphonenumber's numbering plans); ``dateparser`` was measured for dates
+and lost to the regexes on precision and speed (bench/bench_entities.py).
 
 PERSON / ORG / LOCATION come from a pluggable :class:`NerBackend`:
 
