@@ -141,11 +141,8 @@ def _generator(builder: DatasetBuilderResource, llm: LLMEndpointResource) -> Any
 
 
 def _sample(ds: Any, n: int = 5) -> str:
-    lines = ["| task | instruction | response |", "|---|---|---|"]
-    for ex in ds.select(range(min(n, len(ds)))):
-        cells = [
-            " ".join(str(ex[k]).split()).replace("|", "\\|")[:100]
-            for k in ("task", "instruction", "response")
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    from llmops.text import markdown_table
+
+    rows = [["task", "instruction", "response"]]
+    rows += [[ex[k] for k in rows[0]] for ex in ds.select(range(min(n, len(ds))))]
+    return markdown_table(rows, max_cell_chars=100)

@@ -103,9 +103,10 @@ def extracted_pages(
 
 
 def _preview(rows: list[dict[str, Any]], chars: int = 400) -> str:
-    lines = ["| page | method | lang | chars | start |", "|---|---|---|---|---|"]
+    from llmops.text import markdown_table
+
+    table = [["page", "method", "lang", "chars", "start"]]
     for r in rows[:10]:
-        start = " ".join(r["text"][:chars].split()).replace("|", "\\|")[:120]
-        cells = [r["page_number"], r["method"], r["language"], r["char_count"], start]
-        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
-    return "\n".join(lines)
+        start = r["text"][:chars]
+        table.append([r["page_number"], r["method"], r["language"], r["char_count"], start])
+    return markdown_table(table, max_cell_chars=120)

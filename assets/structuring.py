@@ -167,9 +167,11 @@ def chunk_embeddings(
 def _quarantine_table(entries: list[dict[str, Any]]) -> str:
     if not entries:
         return "No document quarantined."
-    lines = ["| document | code | reason |", "|---|---|---|"]
-    lines += [f"| {e['name']} | {e['code']} | {e['reason']} |" for e in entries[-50:]]
-    return "\n".join(lines)
+    from llmops.text import markdown_table
+
+    rows = [["document", "code", "reason"]]
+    rows += [[e["name"], e["code"], e["reason"]] for e in entries[-50:]]
+    return markdown_table(rows)
 
 
 @dg.asset(

@@ -21,6 +21,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from llmops.text import markdown_table, normalize_text
+
 CountTokens = Callable[[str], int]
 
 # --------------------------------------------------------------------------------------------
@@ -83,17 +85,6 @@ class _Section:
 # Normalisation and ids
 # --------------------------------------------------------------------------------------------
 
-_WS_RE = re.compile(r"\s+")
-
-
-def normalize_text(text: str) -> str:
-    """The form ids are computed on: NFKC, collapsed whitespace, stripped.
-
-    Whitespace-only or compatibility-form differences (a re-extraction that wraps lines
-    differently) must not change a chunk's identity.
-    """
-    return _WS_RE.sub(" ", unicodedata.normalize("NFKC", text)).strip()
-
 
 def chunk_id_for(doc_id: str, text: str, occurrence: int = 0) -> str:
     """Stable id; ``occurrence`` > 0 disambiguates identical text repeated in one document."""
@@ -107,121 +98,77 @@ def chunk_id_for(doc_id: str, text: str, occurrence: int = 0) -> str:
 # Sentence splitting (English + Arabic)
 # --------------------------------------------------------------------------------------------
 
-# Words that end with a period but do not end a sentence.
-ABBREVIATIONS = frozenset(
-    [
-        "mr",
-        "mrs",
-        "ms",
-        "dr",
-        "prof",
-        "sr",
-        "jr",
-        "st",
-        "mt",
-        "ft",
-        "vs",
-        "etc",
-        "e.g",
-        "i.e",
-        "cf",
-        "al",
-        "approx",
-        "inc",
-        "corp",
-        "ltd",
-        "co",
-        "llc",
-        "no",
-        "nos",
-        "fig",
-        "figs",
-        "sec",
-        "secs",
-        "art",
-        "vol",
-        "p",
-        "pp",
-        "ch",
-        "para",
-        "gen",
-        "gov",
-        "sen",
-        "rep",
-        "rev",
-        "hon",
-        "col",
-        "lt",
-        "capt",
-        "sgt",
-        "maj",
-        "adm",
-        "dept",
-        "univ",
-        "assn",
-        "bros",
-        "est",
-        "jan",
-        "feb",
-        "mar",
-        "apr",
-        "jun",
-        "jul",
-        "aug",
-        "sep",
-        "sept",
-        "oct",
-        "nov",
-        "dec",
-        "mon",
-        "tue",
-        "wed",
-        "thu",
-        "fri",
-        "sat",
-        "sun",
-        "u.s",
-        "u.k",
-        "u.n",
-        "d.c",
-        "a.m",
-        "p.m",
-        "ph.d",
-        "ave",
-        "blvd",
-        "rd",
-        "ste",
-        "esq",
-        "op",
-        "no.s",
-        "viz",
-        "ibid",
-        "id",
-    ]
+# Abbreviations by how a following word decides whether the period also ends the sentence.
+# Titles never end one ("Dr. Smith", "Mt. Fuji", "12 Main St. Springfield").
+_TITLE_ABBREVIATIONS = frozenset(
+    """mr mrs ms dr prof sr st mt ft vs cf approx gen gov sen rep rev hon col lt capt sgt maj adm
+    dept univ assn ave blvd rd ste viz ibid""".split()  # noqa: SIM905
 )
-_BOUNDARY_RE = re.compile(r"([.?!؟؛،]+)([\"'”’»)\]]*)(\s+)")
+# Reference words only before a number ("No. 5", "Fig. 3", "Docket No. FAA-2020-0686");
+# "the answer was no. Then ..." ends a sentence.
+_NUMBER_ABBREVIATIONS = frozenset(
+    """no nos art vol p pp fig figs sec secs ch para op id est n°""".split()  # noqa: SIM905
+)
+# Dates: "Jan. 5", "Mar. 2025", but "closed on Sun. It reopens ..." ends a sentence.
+_DATE_ABBREVIATIONS = frozenset(
+    """jan feb mar apr jun jul aug sep sept oct nov dec mon tue tues wed thu thur thurs fri sat
+    sun""".split()  # noqa: SIM905
+)
+# Company suffixes and "etc." end a sentence when a capitalised word follows.
+_TRAILING_ABBREVIATIONS = frozenset(
+    """etc inc corp ltd co llc bros esq jr al""".split()  # noqa: SIM905
+)
+# After a dotted acronym ("U.S.", "p.m.") only these words start a new sentence: "the U.S.
+# Government" and "U.S. Steel" continue it.
+_SENTENCE_STARTERS = frozenset(
+    """the a an it its he she they we i you his her their our my your this that these those
+    there here then how what when where why who which in on at for if but so as after before
+    everyone all some many most no none one each both such""".split()  # noqa: SIM905
+)
+ABBREVIATIONS = (
+    _TITLE_ABBREVIATIONS | _NUMBER_ABBREVIATIONS | _DATE_ABBREVIATIONS | _TRAILING_ABBREVIATIONS
+)
+_BOUNDARY_RE = re.compile(r"([.?!؟۔]+)([\"'”’»)\]]*)(\s+)")
 _LAST_WORD_RE = re.compile(r"(\S+)$")
-_DOTTED_ACRONYM_RE = re.compile(r"^\(?(?:[A-Za-z]\.)+[A-Za-z]$")
-_INITIAL_RE = re.compile(r"^\(?[A-Z]$")
+_NEXT_WORD_RE = re.compile(r"[\"'“‘«(\[]*(\S*)")
+_DOTTED_ACRONYM_RE = re.compile(r"^(?:[^\W\d_]\.)+[^\W\d_]$")
+_SINGLE_LETTER_RE = re.compile(r"^[^\W\d_]$")
+_LIST_MARKER_RE = re.compile(r"^[•⁃◦▪‣-]?\s*\(?(?:\d{1,3}|[a-zA-Z]|[ivxIVX]{1,4})[.)]{1,2}$")
 
 
-def _is_abbreviation(before: str) -> bool:
+def _period_ends_sentence(before: str, after: str) -> bool:
+    """Whether a period (after ``before``, followed by ``after``) ends a sentence."""
     m = _LAST_WORD_RE.search(before)
-    if not m:
+    word = m.group(1).lstrip("(\"'“‘«[") if m else ""
+    nxt = _NEXT_WORD_RE.match(after)
+    next_word = nxt.group(1) if nxt else ""
+    first = next_word[:1]
+    lower = word.lower()
+    if _SINGLE_LETTER_RE.match(word):
+        return False  # an initial: "J. R. Smith", "د. محمد", "١٩٥٠ م."
+    if lower in _TITLE_ABBREVIATIONS:
         return False
-    word = m.group(1).lstrip("(\"'“‘")
-    if _DOTTED_ACRONYM_RE.match(word) or _INITIAL_RE.match(word):
-        return True
-    return word.lower() in ABBREVIATIONS
+    if lower in _NUMBER_ABBREVIATIONS or lower in _DATE_ABBREVIATIONS:
+        if lower in _DATE_ABBREVIATIONS and next_word.rstrip(".,").lower() in _DATE_ABBREVIATIONS:
+            return False  # "Sun. Jan. 5"
+        return not any(c.isdigit() for c in next_word)
+    if lower in _TRAILING_ABBREVIATIONS:
+        return first.isupper()
+    if _DOTTED_ACRONYM_RE.match(word):
+        return next_word.strip(".,;:").lower() in _SENTENCE_STARTERS
+    return True
 
 
 def split_sentences(text: str) -> list[str]:
-    """Split on ``. ? ! ؟ ، ؛`` followed by whitespace, and on newlines.
+    """Split on ``. ? ! ؟ ۔`` followed by whitespace, and on newlines.
 
-    A period after a known abbreviation ("Mr.", "U.S.", an initial) is not a boundary, nor is
-    one followed by a lower-case Latin letter ("approx. five"); decimals ("3.5") never match
-    because a boundary needs whitespace after the mark. Arabic comma/semicolon do split: Arabic
-    prose often runs many clauses between full stops, and the packer re-joins units anyway.
+    A mark followed by a lower-case word never ends a sentence ("approx. five", "Yahoo! in");
+    decimals ("3.5", "٤٫٥") never match because a boundary needs whitespace after the mark.
+    After a period, abbreviations decide by the next word (see the ``_*_ABBREVIATIONS`` sets):
+    "No. 5" continues but "said no. Then" ends, "Sun. Jan. 5" continues but "on Sun. It"
+    ends. Arabic commas, semicolons and colons do not end sentences; a sentence longer than
+    the token budget is cut by the packer. Chosen over pysbd and spaCy's sentencizer by the
+    labelled comparison in ``bench/bench_sentences.py`` (accuracy and speed).
     """
     out: list[str] = []
     for line in text.split("\n"):
@@ -231,13 +178,20 @@ def split_sentences(text: str) -> list[str]:
         start = 0
         for m in _BOUNDARY_RE.finditer(line):
             marks = m.group(1)
-            end = m.end(2)
-            nxt = line[m.end() : m.end() + 1]
-            if marks == "." and (_is_abbreviation(line[start : m.start()]) or nxt.islower()):
+            after = line[m.end() : m.end() + 40]
+            if after[:1].islower():
                 continue
-            if marks in {"،", "؛"} and nxt.isascii() and nxt.isalpha():
-                continue  # Arabic comma inside Latin text is not a clause break
-            piece = line[start:end].strip()
+            before = line[start : m.start()]
+            if marks[0] == "." and (
+                after[:1] == "." or before.endswith("[") or before.endswith((" .", " …"))
+            ):
+                continue  # a spaced ellipsis ". . ." or an editorial "[...]"
+            # A period inside closing quotes/brackets ('great.” She') is not an abbreviation.
+            if marks == "." and not m.group(2) and not _period_ends_sentence(before, after):
+                continue
+            piece = line[start : m.end(2)].strip()
+            if _LIST_MARKER_RE.match(piece):
+                continue  # "1." / "2.)" / "a." opening a list item belongs to the item
             if piece:
                 out.append(piece)
             start = m.end()
@@ -298,23 +252,8 @@ def _page_dict(page: Any) -> dict[str, Any]:
 def _table_parts(table: Any) -> tuple[list[list[str]], str]:
     data = _page_dict(table) if not isinstance(table, Mapping) else table
     rows = [[("" if c is None else str(c)) for c in row] for row in (data.get("rows") or [])]
-    markdown = str(data.get("markdown") or "") or (render_markdown_table(rows) if rows else "")
+    markdown = str(data.get("markdown") or "") or (markdown_table(rows) if rows else "")
     return rows, markdown
-
-
-def _md_escape(cell: str) -> str:
-    return _WS_RE.sub(" ", cell).replace("|", "\\|").strip()
-
-
-def render_markdown_table(rows: Sequence[Sequence[str]]) -> str:
-    """GitHub markdown for ``rows`` (first row = header); used when re-rendering row slices."""
-    if not rows:
-        return ""
-    width = max(len(r) for r in rows)
-    norm = [[_md_escape(str(c)) for c in r] + [""] * (width - len(r)) for r in rows]
-    lines = ["| " + " | ".join(norm[0]) + " |", "| " + " | ".join(["---"] * width) + " |"]
-    lines += ["| " + " | ".join(r) + " |" for r in norm[1:]]
-    return "\n".join(lines)
 
 
 def _parse_md_table(lines: list[str]) -> list[list[str]]:
@@ -553,6 +492,34 @@ class _Draft:
     tokens: int
 
 
+_CLAUSE_RE = re.compile(r"(?<=[,;:،؛])\s+")
+
+
+def _split_long_sentence(text: str, budget: int, count_tokens: CountTokens) -> list[str]:
+    """An over-budget sentence cut at clause marks (``, ; : ، ؛``) first, then at words.
+
+    Arabic prose often runs many clauses between full stops; cutting at a comma keeps each
+    piece readable where a word-level cut would not.
+    """
+    pieces: list[str] = []
+    current = ""
+    for clause in _CLAUSE_RE.split(text):
+        joined = f"{current} {clause}" if current else clause
+        if count_tokens(joined) <= budget:
+            current = joined
+            continue
+        if current:
+            pieces.append(current)
+        if count_tokens(clause) <= budget:
+            current = clause
+        else:
+            pieces += _hard_split(clause, budget, count_tokens)
+            current = ""
+    if current:
+        pieces.append(current)
+    return pieces
+
+
 def _pack_text(
     units: list[_Unit],
     heading: str | None,
@@ -570,7 +537,7 @@ def _pack_text(
         if u.tokens <= budget:
             expanded.append(u)
             continue
-        for piece in _hard_split(u.text, budget, count_tokens):
+        for piece in _split_long_sentence(u.text, budget, count_tokens):
             expanded.append(_Unit(piece, u.page, u.paragraph, count_tokens(piece)))
 
     drafts: list[_Draft] = []
@@ -661,18 +628,18 @@ def _pack_table(
     group: list[list[str]] = []
 
     def emit(g: list[list[str]]) -> None:
-        text = _with_heading(heading, render_markdown_table([header, *g]))
+        text = _with_heading(heading, markdown_table([header, *g]))
         drafts.append(_Draft(text, "table", heading, [block.page], count_tokens(text)))
 
     for row in body:
-        trial = _with_heading(heading, render_markdown_table([header, *group, row]))
+        trial = _with_heading(heading, markdown_table([header, *group, row]))
         if count_tokens(trial) <= max_tokens:
             group.append(row)
             continue
         if group:
             emit(group)
             group = []
-        single = _with_heading(heading, render_markdown_table([header, row]))
+        single = _with_heading(heading, markdown_table([header, row]))
         if count_tokens(single) <= max_tokens:
             group = [row]
             continue

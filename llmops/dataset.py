@@ -18,13 +18,13 @@ import hashlib
 import json
 import math
 import re
-import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 from llmops.chunking import split_sentences
+from llmops.text import normalize_text
 
 COLUMNS = (
     "instruction",
@@ -101,7 +101,7 @@ def normalize(text: str) -> str:
     Re-extraction wraps lines differently and models re-case words; neither changes whether an
     answer is supported by the passage.
     """
-    return _WS.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()
+    return normalize_text(text, casefold=True)
 
 
 def _unescape_cell(cell: str) -> str:

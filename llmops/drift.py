@@ -57,12 +57,14 @@ class DriftReport:
         }
 
     def markdown(self) -> str:
-        lines = ["| test | statistic | p-value | threshold | drift |", "|---|---|---|---|---|"]
+        from llmops.text import markdown_table
+
+        rows = [["test", "statistic", "p-value", "threshold", "drift"]]
         for t in self.tests:
             p = "" if t.p_value is None else f"{t.p_value:.4f}"
             thr = "" if t.threshold is None else f"{t.threshold:.4f}"
-            lines.append(f"| {t.name} | {t.statistic:.4f} | {p} | {thr} | "
-                         f"{'**yes**' if t.drift else 'no'} |")
+            rows.append([t.name, f"{t.statistic:.4f}", p, thr, "**yes**" if t.drift else "no"])
+        lines = [markdown_table(rows)]
         lines.append(f"\nreference {self.n_reference} texts, current {self.n_current} texts: "
                      f"{'DRIFT' if self.drift else 'no drift'}")
         return "\n".join(lines)

@@ -483,22 +483,25 @@ def check_targets(
 
 
 def targets_markdown(summary: Mapping[str, Any]) -> str:
-    lines = ["| metric | value | target | met |", "|---|---|---|---|"]
+    from llmops.text import markdown_table
+
+    rows: list[list[Any]] = [["metric", "value", "target", "met"]]
     for metric, t in summary.get("targets", {}).items():
         value = "n/a" if t["value"] is None else f"{t['value']:.4g}"
         met = {True: "yes", False: "**no**", None: "not measured"}[t["met"]]
-        lines.append(f"| {metric} | {value} | {t['target']} | {met} |")
-    return "\n".join(lines)
+        rows.append([metric, value, t["target"], met])
+    return markdown_table(rows)
 
 
 def summary_markdown(summary: Mapping[str, Any]) -> str:
-    lines = ["| metric | value |", "|---|---|"]
+    from llmops.text import markdown_table
+
+    rows: list[list[Any]] = [["metric", "value"]]
     for key, value in summary.items():
         if key == "targets" or isinstance(value, dict | list):
             continue
-        shown = f"{value:.4g}" if isinstance(value, float) else str(value)
-        lines.append(f"| {key} | {shown} |")
-    return "\n".join(lines)
+        rows.append([key, f"{value:.4g}" if isinstance(value, float) else value])
+    return markdown_table(rows)
 
 
 def write_parquet(rows: Sequence[Mapping[str, Any]], path: str | Path) -> Path:

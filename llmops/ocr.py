@@ -26,6 +26,7 @@ from PIL import Image
 
 from llmops.arabic import ArabicConfig, arabic_ratio, detect_language, normalize_arabic
 from llmops.ingestion.errors import OcrError
+from llmops.text import collapse_whitespace
 
 INSTALL_HINT = "apt-get install tesseract-ocr tesseract-ocr-ara"
 # Tesseract traineddata codes whose script is Arabic: used to re-read Arabic-dominated text
@@ -611,6 +612,16 @@ def _worker_init() -> None:
     os.environ["OMP_THREAD_LIMIT"] = "1"
 
 
+def ocr_process_pool(workers: int) -> ProcessPoolExecutor:
+    """The one way OCR fans out: ``workers`` spawned processes, one tesseract thread each.
+
+    Spawn (not fork) is safe inside threaded hosts such as Dagster; the thread limit keeps
+    ``workers`` tesseracts from oversubscribing the cores.
+    """
+    ctx = multiprocessing.get_context("spawn")
+    return ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init)
+
+
 def _ocr_one(args: tuple[Image.Image | str | Path, str | None, OcrConfig]) -> OcrResult:
     img, languages, cfg = args
     if isinstance(img, (str, Path)):
@@ -637,19 +648,16 @@ def ocr_pages(
     workers = max(1, min(workers, len(jobs)))
     if workers == 1:
         return [_ocr_one(job) for job in jobs]
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init) as pool:
+    with ocr_process_pool(workers) as pool:
         return list(pool.map(_ocr_one, jobs))
 
 
 # --------------------------------------------------------------------------- CER
 
-_WS = re.compile(r"\s+")
-
 
 def normalize_for_cer(text: str, arabic: ArabicConfig | None = None) -> str:
     """The pipeline's normalisation plus whitespace collapsing: layout is not a character error."""
-    return _WS.sub(" ", normalize_arabic(text, arabic)).strip()
+    return collapse_whitespace(normalize_arabic(text, arabic))
 
 
 def cer_counts(

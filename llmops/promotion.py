@@ -340,13 +340,14 @@ class Decision:
 
     def markdown(self) -> str:
         """The gate table for asset metadata and the MLflow artifact."""
-        rows = ["| gate | value | threshold | passed | reason |", "|---|---|---|---|---|"]
-        for g in self.gates:
-            rows.append(
-                f"| {g.name} | {_fmt(g.value)} | {_fmt(g.threshold)} | "
-                f"{'yes' if g.passed else '**no**'} | {g.reason} |"
-            )
-        return "\n".join(rows)
+        from llmops.text import markdown_table
+
+        rows = [["gate", "value", "threshold", "passed", "reason"]]
+        rows += [
+            [g.name, _fmt(g.value), _fmt(g.threshold), "yes" if g.passed else "**no**", g.reason]
+            for g in self.gates
+        ]
+        return markdown_table(rows)
 
 
 def _fmt(value: Any) -> str:

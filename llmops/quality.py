@@ -19,6 +19,9 @@ from typing import Any
 import numpy as np
 import yaml
 
+from llmops.arabic import ArabicConfig, normalize_arabic
+from llmops.text import markdown_table
+
 DEFAULT_DIR = Path(__file__).resolve().parents[1] / "configs" / "expectations"
 _PARAM = re.compile(r"^\$\{(\w+)\}$")
 _lock = threading.RLock()
@@ -35,11 +38,12 @@ class QualityResult:
     def markdown(self) -> str:
         if not self.failed:
             return f"All {self.statistics.get('evaluated_expectations', 0)} expectations passed."
-        lines = ["| expectation | column | observed | details |", "|---|---|---|---|"]
-        for f in self.failed:
-            cells = [f["expectation"], f.get("column") or "", f.get("observed"), f.get("details")]
-            lines.append("| " + " | ".join(str(c).replace("|", "\\|")[:120] for c in cells) + " |")
-        return "\n".join(lines)
+        rows = [["expectation", "column", "observed", "details"]]
+        rows += [
+            [f["expectation"], f.get("column"), f.get("observed"), f.get("details")]
+            for f in self.failed
+        ]
+        return markdown_table(rows, max_cell_chars=120)
 
 
 def load_suite(name_or_path: str | Path, directory: str | Path | None = None) -> dict[str, Any]:
@@ -154,8 +158,14 @@ def run_suite(
     return QualityResult(name, bool(result.success), stats, failed)
 
 
+# Spelling variants are not differences for duplicate detection: harakat (which would also cut
+# words apart, being no \w), tatweel, hamza/alef forms, Arabic-Indic digits.
+_DEDUP_ARABIC = ArabicConfig(remove_diacritics=True, unify_letters=True)
+
+
 def _shingles(text: str, n: int = 5) -> set[str]:
-    words = re.findall(r"\w+", text.lower())
+    """Word 5-grams of the case- and Arabic-spelling-folded text."""
+    words = re.findall(r"\w+", normalize_arabic(text, _DEDUP_ARABIC).casefold())
     if len(words) < n:
         return {" ".join(words)} if words else set()
     return {" ".join(words[i : i + n]) for i in range(len(words) - n + 1)}
@@ -165,35 +175,62 @@ def jaccard(a: set[str], b: set[str]) -> float:
     return len(a & b) / len(a | b) if a or b else 1.0
 
 
-def near_duplicate_ratio(
-    texts: Sequence[str], threshold: float = 0.9, num_perm: int = 64, bands: int = 16
-) -> float:
-    """Share of texts that have an earlier near-duplicate (5-gram Jaccard >= threshold).
+def lsh_bands(threshold: float, num_perm: int, recall: float = 0.99) -> tuple[int, int]:
+    """``(bands, rows)`` with the most rows per band that still finds a pair at ``threshold``
+    with probability >= ``recall`` (``1 - (1 - s**r)**b``).
 
-    MinHash with banding finds candidate pairs in about linear time; each candidate is then
-    confirmed with the exact Jaccard similarity, so the ratio has no false positives.
+    datasketch's own optimiser balances false positives against false negatives integrated
+    over ``[threshold, 1]`` and so finds only ~70% of the pairs right at the threshold; here a
+    false positive is only an extra exact Jaccard check, a false negative a missed duplicate.
     """
+    best = (num_perm, 1)
+    for rows in range(1, num_perm + 1):
+        bands = num_perm // rows
+        if 1 - (1 - threshold**rows) ** bands >= recall:
+            best = (bands, rows)
+    return best
+
+
+def near_duplicates(
+    texts: Sequence[str], threshold: float = 0.9, num_perm: int = 128, seed: int = 1
+) -> dict[int, int]:
+    """``{index: index of an earlier text it nearly duplicates}`` (5-gram Jaccard >= threshold).
+
+    datasketch's MinHash + LSH finds candidate pairs in about linear time (its permutations
+    are bijections on 32 bits, unlike a hand-rolled ``a*x+b`` that wraps uint64 silently, and
+    it hashes shingles with SHA-1, so results do not depend on ``PYTHONHASHSEED``). The LSH
+    bands are tuned for recall and every candidate is confirmed with the exact Jaccard
+    similarity, so the result has no false positives. The first occurrence is never reported.
+    """
+    if not 0.0 < threshold <= 1.0:
+        raise ValueError(f"near-duplicate threshold must be in (0, 1], got {threshold!r}")
     if len(texts) < 2:
-        return 0.0
+        return {}
+    from datasketch import MinHash, MinHashLSH
+
     shingle_sets = [_shingles(t) for t in texts]
-    rng = np.random.default_rng(7)
-    prime = np.uint64((1 << 61) - 1)
-    a = rng.integers(1, (1 << 61) - 1, num_perm, dtype=np.uint64)
-    b = rng.integers(0, (1 << 61) - 1, num_perm, dtype=np.uint64)
-    rows = num_perm // bands
-    buckets: dict[tuple[int, bytes], list[int]] = {}
-    duplicates: set[int] = set()
-    for i, shingles in enumerate(shingle_sets):
+    lsh = MinHashLSH(num_perm=num_perm, params=lsh_bands(threshold, num_perm))
+    sketches = MinHash.generator(
+        ([s.encode("utf-8") for s in shingles] for shingles in shingle_sets),
+        num_perm=num_perm,
+        seed=seed,
+    )
+    found: dict[int, int] = {}
+    for i, (shingles, sketch) in enumerate(zip(shingle_sets, sketches, strict=True)):
         if not shingles:
             continue
-        # hash() is salted per process, which is fine: signatures are only compared in-process.
-        x = np.array([hash(s) & 0x1FFFFFFFFFFFFFFF for s in shingles], dtype=np.uint64)
-        signature = ((np.outer(a, x) + b[:, None]) % prime).min(axis=1)
-        candidates: set[int] = set()
-        for band in range(bands):
-            key = (band, signature[band * rows : (band + 1) * rows].tobytes())
-            candidates.update(buckets.setdefault(key, []))
-            buckets[key].append(i)
-        if any(jaccard(shingles, shingle_sets[j]) >= threshold for j in candidates):
-            duplicates.add(i)
-    return len(duplicates) / len(texts)
+        for j in sorted(lsh.query(sketch)):
+            if jaccard(shingles, shingle_sets[j]) >= threshold:
+                found[i] = j
+                break
+        lsh.insert(i, sketch)
+    return found
+
+
+def near_duplicate_ratio(
+    texts: Sequence[str], threshold: float = 0.9, num_perm: int = 128, seed: int = 1
+) -> float:
+    """Share of texts that have an earlier near-duplicate (see :func:`near_duplicates`)."""
+    if len(texts) < 2:
+        return 0.0
+    return len(near_duplicates(texts, threshold, num_perm, seed)) / len(texts)

@@ -9,7 +9,6 @@ the phrase counts as relevant.
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -48,8 +47,9 @@ class LabelledQuery:
 
 def normalize_text(text: str) -> str:
     """NFKC, no soft hyphens, collapsed whitespace, case-folded: how phrases are compared."""
-    text = unicodedata.normalize("NFKC", text).replace("\u00ad", "")
-    return re.sub(r"\s+", " ", text).strip().casefold()
+    from llmops.text import normalize_text as normalize
+
+    return normalize(text, casefold=True, drop_soft_hyphens=True)
 
 
 def _slug(value: str) -> str:
@@ -203,7 +203,9 @@ def corpus_store(
 
 def format_table(results: Mapping[str, Mapping[str, Any]], k: int = 5) -> str:
     """Markdown table of the metrics (for asset metadata and benchmark output)."""
-    lines = [f"| mode | hit@{k} | MRR | n |", "|---|---|---|---|"]
+    from llmops.text import markdown_table
+
+    rows = [["mode", f"hit@{k}", "MRR", "n"]]
     for mode, m in results.items():
-        lines.append(f"| {mode} | {m[f'hit@{k}']:.3f} | {m['mrr']:.3f} | {m['n']} |")
-    return "\n".join(lines)
+        rows.append([mode, f"{m[f'hit@{k}']:.3f}", f"{m['mrr']:.3f}", m["n"]])
+    return markdown_table(rows)

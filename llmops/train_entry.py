@@ -235,9 +235,9 @@ def materialization_metadata(metrics: dict[str, Any]) -> dict[str, Any]:
         ("base model", metrics.get(f"{split}_perplexity_base")),
         ("fine-tuned", metrics.get(f"{split}_perplexity")),
     ]
-    md = f"| model | {split} perplexity |\n|---|---|\n" + "\n".join(
-        f"| {name} | {value} |" for name, value in rows
-    )
+    from llmops.text import markdown_table
+
+    md = markdown_table([["model", f"{split} perplexity"], *rows])
     meta["summary"] = {"raw_value": md, "type": "md"}
     png = metrics.get("loss_curve_png")
     if png and Path(png).is_file():  # the UI renders the curve inline, no artifact store needed

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from llmops.chunking import chunk_pages, normalize_text, split_sentences
+
+LABELS = Path(__file__).parent / "fixtures" / "text_labels" / "sentences.json"
 
 
 def words(text: str) -> int:
@@ -94,18 +99,73 @@ def test_table_is_one_unit_or_split_by_rows_with_the_header():
 
 
 def test_arabic_sentence_boundaries():
+    """؟ ! . ۔ end Arabic-script sentences; the Arabic comma, semicolon and colon do not."""
     text = "هل انت من هنا؟ نعم، انا من المدينة؛ وصلت امس. شكرا!"
-    assert split_sentences(text) == [
-        "هل انت من هنا؟",
-        "نعم،",
-        "انا من المدينة؛",
-        "وصلت امس.",
-        "شكرا!",
+    assert split_sentences(text) == ["هل انت من هنا؟", "نعم، انا من المدينة؛ وصلت امس.", "شكرا!"]
+    assert split_sentences("یہ ایک جملہ ہے۔ یہ دوسرا جملہ ہے۔") == [
+        "یہ ایک جملہ ہے۔",
+        "یہ دوسرا جملہ ہے۔",
+    ]
+    # an initial ("د." = Dr.) and an Arabic-Indic decimal do not end a sentence
+    assert split_sentences("تحدث د. محمد علي عن نسبة ٤٫٥٪ أمس. ثم غادر.") == [
+        "تحدث د. محمد علي عن نسبة ٤٫٥٪ أمس.",
+        "ثم غادر.",
     ]
     assert split_sentences("The U.S. rate was 3.5 percent. Mr. Smith agreed.") == [
         "The U.S. rate was 3.5 percent.",
         "Mr. Smith agreed.",
     ]
+
+
+def test_ambiguous_abbreviations_decide_by_the_next_word():
+    """ "no." and "sun." end a sentence unless a number follows (issue 15)."""
+    assert split_sentences("Please see No. 5 in the list. The answer was no. Then he left.") == [
+        "Please see No. 5 in the list.",
+        "The answer was no.",
+        "Then he left.",
+    ]
+    assert split_sentences("Bring a hat for the sun. It is hot. Filing closed Sun. Jan. 5.") == [
+        "Bring a hat for the sun.",
+        "It is hot.",
+        "Filing closed Sun. Jan. 5.",
+    ]
+    assert split_sentences(
+        "He moved to the U.S. His family stayed in the U.S. Virgin Islands."
+    ) == [
+        "He moved to the U.S.",
+        "His family stayed in the U.S. Virgin Islands.",
+    ]
+    assert split_sentences("1. The first item. 2. The second item.") == [
+        "1. The first item.",
+        "2. The second item.",
+    ]
+    assert split_sentences("It was less complex. . . . Next one.") == [
+        "It was less complex. . . .",
+        "Next one.",
+    ]
+
+
+def test_labelled_sentences():
+    """The labelled English/Arabic set bench/bench_sentences.py compares splitters on."""
+    cases = json.loads(LABELS.read_text(encoding="utf-8"))
+    correct = 0
+    for case in cases:
+        text = " ".join(case["sentences"])
+        pieces = split_sentences(text)
+        assert " ".join(pieces) == text  # nothing lost, nothing reordered
+        correct += pieces == case["sentences"]
+    assert len(cases) >= 60
+    assert correct / len(cases) >= 0.95, f"{correct}/{len(cases)} labelled cases split right"
+
+
+def test_an_over_long_sentence_is_cut_at_clauses_first():
+    clauses = [" ".join(f"كلمة{i}{j}" for j in range(8)) for i in range(6)]
+    sentence = "، ".join(clauses) + "."
+    page = {"doc_id": "ar", "page_number": 1, "text": sentence, "language": "ar", "tables": []}
+    chunks = chunk_pages([page], words, max_tokens=20, overlap_tokens=0)
+    assert len(chunks) == 3
+    assert all(c.text.endswith(("،", ".")) for c in chunks)
+    assert " ".join(c.text for c in chunks) == sentence
 
 
 def test_real_tokenizer_bounds_on_corpus_text(corpus_dir):

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from llmops.entities import ENTITY_TYPES, entity_counts, extract_entities
+import json
+from pathlib import Path
+
+from llmops.entities import ENTITY_TYPES, entity_counts, extract_entities, pattern_entities
 
 
 def test_patterns_in_english():
@@ -51,3 +54,30 @@ def test_real_senate_table_dates(corpus_dir):
     with pdfplumber.open(corpus_dir / "pdfs" / "senate-expenditures.pdf") as pdf:
         text = pdf.pages[0].extract_text()
     assert "05/03/2019" in extract_entities(text, "en")["DATE"]
+
+
+LABELS = Path(__file__).parent / "fixtures" / "text_labels" / "entities.json"
+
+
+def _labelled() -> list[dict]:
+    return json.loads(LABELS.read_text(encoding="utf-8"))
+
+
+def test_labelled_phones_and_dates():
+    """The labelled English/Arabic snippets bench/bench_entities.py compares libraries on."""
+    cases = _labelled()
+    assert sum(len(c["PHONE"]) for c in cases) >= 15 and sum(len(c["DATE"]) for c in cases) >= 15
+    for case in cases:
+        found = pattern_entities(case["text"])
+        for key in ("PHONE", "DATE"):
+            assert sorted(found[key]) == sorted(case[key]), (key, case["text"])
+
+
+def test_phones_with_arabic_indic_digits_and_local_numbers():
+    found = pattern_entities("للاستفسار: ٠٥٥١٢٣٤٥٦٧ أو +٩٦٦ ١١ ٤٥٦ ٧٨٩٠ أو 0223456789.")["PHONE"]
+    assert found == ["٠٥٥١٢٣٤٥٦٧", "+٩٦٦ ١١ ٤٥٦ ٧٨٩٠", "0223456789"]
+    # counts, references and serials are not phones, in either script
+    assert pattern_entities("بلغ عدد السكان ١٢٣٤٥٦٧٨٩٠ نسمة، والقضية ٤٥٦٧/٢٠٢٠.")["PHONE"] == []
+    assert pattern_entities("Serial 4155552671X, ISBN 978-3-16-148410-0, zip 98198.")["PHONE"] == []
+    # a US number in English text needs no region hint
+    assert pattern_entities("Dial 415.555.2671 today.")["PHONE"] == ["415.555.2671"]

@@ -5,20 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-
-def _cell(value: Any) -> str:
-    return " ".join(str(value or "").split()).replace("|", "\\|")
-
-
-def rows_to_markdown(rows: list[list[str]]) -> str:
-    """GitHub markdown; the first row is the header (extracted tables carry no header flag)."""
-    if not rows:
-        return ""
-    width = max(len(r) for r in rows)
-    norm = [[_cell(c) for c in r] + [""] * (width - len(r)) for r in rows]
-    lines = ["| " + " | ".join(norm[0]) + " |", "|" + "---|" * width]
-    lines += ["| " + " | ".join(r) + " |" for r in norm[1:]]
-    return "\n".join(lines)
+from llmops.text import markdown_table
 
 
 @dataclass
@@ -35,7 +22,7 @@ class TableRecord:
     def __post_init__(self) -> None:
         self.rows = [["" if c is None else str(c) for c in row] for row in self.rows]
         if not self.markdown:
-            self.markdown = rows_to_markdown(self.rows)
+            self.markdown = markdown_table(self.rows)  # first row = header (no flag is extracted)
         if self.bbox is not None:
             self.bbox = tuple(round(float(v), 2) for v in self.bbox)  # type: ignore[assignment]
 

@@ -11,10 +11,8 @@ code ``ocr_failed``) naming the page, so the document is quarantined and the bat
 
 from __future__ import annotations
 
-import multiprocessing
-import os
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from PIL import Image
@@ -66,11 +64,6 @@ def ocr_one(img: Image.Image, cfg: IngestConfig) -> OcrOutcome:
     )
 
 
-def _worker_init() -> None:
-    # One tesseract thread per worker process: OpenMP inside each would oversubscribe cores.
-    os.environ["OMP_THREAD_LIMIT"] = "1"
-
-
 def ocr_many(
     images: Iterable[Image.Image],
     cfg: IngestConfig,
@@ -97,8 +90,9 @@ def ocr_many(
             except OcrError as err:
                 raise located(err, len(results)) from err
         return results
-    ctx = multiprocessing.get_context("spawn")  # safe inside threaded hosts (Dagster)
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init) as pool:
+    from llmops.ocr import ocr_process_pool
+
+    with ocr_process_pool(workers) as pool:
         pending: list[Future[OcrOutcome]] = []
         try:
             for img in images:
