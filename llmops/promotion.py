@@ -25,6 +25,7 @@ from typing import Any
 
 from llmops.paths import data_root
 from llmops.registry import RollbackError, StaleChampionError  # noqa: F401 (re-exported)
+from llmops.stats import MetricComparison
 
 DEFAULT_POLICY = Path(__file__).resolve().parents[1] / "configs" / "promotion.yaml"
 VERDICTS = ("challenger", "champion", "tie")
@@ -159,29 +160,6 @@ def load_policy(path: str | Path | None = None) -> Policy:
 
 
 # --------------------------------------------------------------------------- evidence
-
-
-@dataclass
-class MetricComparison:
-    """One metric of the paired A/B: a = champion, b = challenger, ``diff`` = b - a."""
-
-    metric: str
-    n: int
-    mean_a: float
-    mean_b: float
-    diff: float
-    ci_low: float
-    ci_high: float
-    p_value: float | None = None
-    p_adjusted: float | None = None
-    significant: bool = False
-    test: str = ""
-    effect_size: float | None = None
-
-    @classmethod
-    def from_dict(cls, raw: Mapping[str, Any]) -> MetricComparison:
-        names = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in raw.items() if k in names})
 
 
 @dataclass

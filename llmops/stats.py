@@ -46,19 +46,26 @@ class MetricComparison:
     diff: float
     ci_low: float
     ci_high: float
-    test: str
-    p_value: float
-    p_adjusted: float
-    significant: bool
-    effect_size: float
-    effect_size_name: str
-    wins: int
-    ties: int
-    losses: int
-    mde: float
+    # None when read back from stored JSON (NaN is stored as null) or not computed
+    test: str = ""
+    p_value: float | None = None
+    p_adjusted: float | None = None
+    significant: bool = False
+    effect_size: float | None = None
+    effect_size_name: str = ""
+    wins: int = 0
+    ties: int = 0
+    losses: int = 0
+    mde: float | None = None
     higher_is_better: bool = True
     n_dropped_nan: int = 0
-    statistic: float = float("nan")
+    statistic: float | None = None
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> MetricComparison:
+        """Read back a :meth:`to_dict` (extra keys such as ``direction`` are derived)."""
+        names = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in raw.items() if k in names})
 
     @property
     def direction(self) -> str:
