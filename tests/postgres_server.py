@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from tests.servers import free_port
 
 
 def _pg_bin(name: str) -> str | None:
@@ -29,12 +30,6 @@ def available() -> bool:
     return bool(_pg_bin("initdb") and _pg_bin("pg_ctl"))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
 def postgres_server() -> Iterator[str]:
     """Yield a postgresql:// URL of a fresh server; stop it and remove its data on exit."""
@@ -45,7 +40,7 @@ def postgres_server() -> Iterator[str]:
     data = base / "pgdata"
     if as_root:
         shutil.chown(base, "postgres")
-    port = _free_port()
+    port = free_port()
     subprocess.run(
         [*prefix, _pg_bin("initdb"), "-D", str(data), "-U", "dagster", "-A", "trust", "-E", "UTF8"],
         check=True, capture_output=True,

@@ -16,13 +16,13 @@ import shutil
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import dagster as dg
 import pytest
 
 from tests import postgres_server
 from tests.conftest import REPO_ROOT
+from tests.lifecycle_instance import venv_bin
 
 pytestmark = [
     pytest.mark.slow,
@@ -44,10 +44,6 @@ BACKFILL = {
 INGEST_ASSETS = ["raw_documents", "extracted_pages", "chunks", "entities"]
 LIFECYCLE_ASSETS = ["instruction_dataset", "base_model", "finetuned_model"]
 TRAINING_STEPS = ("base_model", "finetuned_model")
-
-
-def _bin(name: str) -> str:
-    return str(Path(sys.executable).with_name(name))
 
 
 def _psycopg2(url: str) -> str:
@@ -96,9 +92,9 @@ def workspace(tmp_path_factory):
         # from `default_limit` at the same moment race on dagster-postgres's unique key
         # (UniqueViolation on concurrency_limits, seen in this test with Dagster 1.13).
         for pool in ("training", "knowledge_base"):
-            proc = _run([_bin("dagster"), "instance", "concurrency", "set", pool, "1"], env)
+            proc = _run([venv_bin("dagster"), "instance", "concurrency", "set", pool, "1"], env)
             assert proc.returncode == 0, proc.stdout + proc.stderr
-        proc = _run([_bin("llmops"), "ingest", "--workers", "2"], env)
+        proc = _run([venv_bin("llmops"), "ingest", "--workers", "2"], env)
         assert proc.returncode == 0, proc.stderr[-3000:]
         yield {"env": env, "inbox": inbox, "pg_url": url}
 
@@ -114,13 +110,13 @@ def concurrent(workspace):
     for name, text in BACKFILL.items():
         (workspace["inbox"] / name).write_text(text)
     lifecycle = [
-        _bin("dagster"), "job", "execute", "-m", "pipelines.definitions",
+        venv_bin("dagster"), "job", "execute", "-m", "pipelines.definitions",
         "-j", "lifecycle", "-c", "configs/ci.yaml",
     ]
     commands = {
         "lifecycle-1": lifecycle,
         "lifecycle-2": lifecycle,
-        "backfill": [_bin("llmops"), "ingest", "--workers", "2"],
+        "backfill": [venv_bin("llmops"), "ingest", "--workers", "2"],
     }
     procs = {
         name: subprocess.Popen(

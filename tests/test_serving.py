@@ -10,7 +10,6 @@ the request log and `llmops trace` on a real request id.
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ import pytest
 
 from llmops.serving.auth import Authenticator, hash_key, make_token, new_key, parse_entries
 from llmops.serving.ratelimit import TokenBucket
+from tests.servers import free_port
 from tests.training_data import corpus_texts, shared_tiny_base
 
 MODEL = "llmops-serve-test"
@@ -31,12 +31,6 @@ ADMIN_KEY = "llm-admin-secret-key"
 FLOOD_KEY = "llm-flood-secret-key"
 JWT_SECRET = "test-jwt-secret-which-is-long-enough-for-hs256"
 QUESTION = "What happens to garden watering in stage one of the drought plan?"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _chunks(embedder: Any) -> list[dict[str, Any]]:
@@ -110,7 +104,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
                          f"flood:reader:{hash_key(FLOOD_KEY)}"])
         auth = Authenticator.from_env({"LLMOPS_API_KEYS": keys, "LLMOPS_JWT_SECRET": JWT_SECRET})
         app = create_app(cfg, embedder=embedder, authenticator=auth)
-        port = _free_port()
+        port = free_port()
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
                                                log_level="warning"))
         thread = threading.Thread(target=server.run, daemon=True)
