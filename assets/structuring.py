@@ -167,8 +167,9 @@ def chunk_embeddings(
 def _quarantine_table(entries: list[dict[str, Any]]) -> str:
     if not entries:
         return "No document quarantined."
-    lines = ["| document | code | reason |", "|---|---|---|"]
-    lines += [f"| {e['name']} | {e['code']} | {e['reason']} |" for e in entries[-50:]]
+    lines = ["| document | status | code | reason |", "|---|---|---|---|"]
+    lines += [f"| {e['name']} | {e.get('status', 'open')} | {e['code']} | {e['reason']} |"
+              for e in entries[-50:]]
     return "\n".join(lines)
 
 
