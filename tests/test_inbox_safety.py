@@ -128,7 +128,7 @@ def test_inbox_store_and_quarantine_on_s3(s3, bucket) -> None:
     assert set(q.open_entries()) == {"b" * 64}
     # one object per record: nothing was rewritten
     name, _, prefix = bucket.partition("/")
-    listed = _client(s3).list_objects_v2(Bucket=name, Prefix=f"{prefix}/quarantine/")
+    listed = _client(s3).list_objects_v2(Bucket=name, Prefix=f"{prefix}/quarantine.d/")
     assert listed["KeyCount"] == 3
 
 

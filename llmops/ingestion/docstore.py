@@ -543,10 +543,10 @@ class Quarantine:
     """Append-only log of rejected documents, and of rejected documents that later went through.
 
     Locally one JSON line per record (``O_APPEND``). On an object store (``s3://...``), which
-    cannot append, ``path`` is a prefix and every record is its own object
-    ``<path>/<sha256>/<time_ns>-<uuid>.json``: concurrent writers never overwrite each other
-    (the old read-modify-write lost records). Records are never edited; a rejection is shown as
-    ``resolved`` once a later ``resolved`` record for the same hash exists.
+    cannot append, every record is its own object ``<path>.d/<sha256>/<time_ns>-<uuid>.json``:
+    concurrent writers never overwrite each other (the old read-modify-write lost records); a
+    single-object log at ``path`` left by that version is still read. Records are never edited;
+    a rejection is shown as ``resolved`` once a later ``resolved`` record for its hash exists.
     """
 
     FIELDS = ("name", "sha256", "code", "reason", "timestamp", "run_id", "status")
@@ -591,7 +591,7 @@ class Quarantine:
             import uuid
 
             fs, p = _fs(self.path)
-            key = f"{p}/{entry['sha256'] or '_'}/{time.time_ns():020d}-{uuid.uuid4().hex}.json"
+            key = f"{p}.d/{entry['sha256'] or '_'}/{time.time_ns():020d}-{uuid.uuid4().hex}.json"
             fs.pipe_file(key, line.encode("utf-8"))
         else:
             _append_line(_local(self.path), line)
@@ -604,10 +604,11 @@ class Quarantine:
             return _read_lines(target.read_text(encoding="utf-8")) if target.exists() else []
         fs, p = _fs(self.path)
         fs.invalidate_cache(p)
+        fs.invalidate_cache(f"{p}.d")
         out: list[dict[str, Any]] = []
         if fs.isfile(p):  # a log written as one object by an older version
             out += _read_lines(fs.cat_file(p).decode("utf-8"))
-        keys = [k for k in fs.find(p) if k.endswith(".json")] if fs.isdir(p) else []
+        keys = [k for k in fs.find(f"{p}.d") if k.endswith(".json")]
         keys.sort(key=lambda k: (PurePosixPath(k).name, k))  # time_ns first: oldest first
         for key in keys:
             out += _read_lines(fs.cat_file(key).decode("utf-8"))
