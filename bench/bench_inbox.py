@@ -36,28 +36,37 @@ def _timed(fn: Callable[[], object], repeat: int) -> float:
     return statistics.median(times)
 
 
-def measure(inbox: str, index_path: Path, keys: list[str], rescans: int, lookups: int
-            ) -> dict[str, float]:
+def measure(inboxes: dict[int, tuple[str, list[str]]], work: Path, rescans: int, lookups: int
+            ) -> dict[int, dict[str, float]]:
+    """Rescan and locate times per inbox size; sizes alternate round by round so a change in
+    the machine's load (it is shared) hits them alike."""
     from llmops.ingestion.docstore import InboxIndex, inbox_document_ids, locate_document
 
     rng = random.Random(0)
+    out: dict[int, dict[str, float]] = {}
+    for n, (inbox, _) in inboxes.items():
+        started = time.perf_counter()
+        inbox_document_ids(inbox, index=InboxIndex(work / f"index-{n}.sqlite"))  # the sync
+        out[n] = {"index_build_ms": (time.perf_counter() - started) * 1000}
 
-    def rescan() -> None:  # what each run process did before: list + hash all, pick one
-        files = inbox_document_ids(inbox, cache={})
-        files[rng.choice(keys)].read_bytes()
+    def rescan(n: int) -> None:  # what each run process did before: list + hash all, pick one
+        inbox, keys = inboxes[n]
+        inbox_document_ids(inbox, cache={})[rng.choice(keys)].read_bytes()
 
-    started = time.perf_counter()
-    index = InboxIndex(index_path)
-    inbox_document_ids(inbox, index=index)  # the sensor's sync fills the index once
-    build_ms = (time.perf_counter() - started) * 1000
-
-    def locate() -> None:  # a fresh run process: new index handle, lookup + stat + verify
-        found = locate_document(inbox, rng.choice(keys), InboxIndex(index_path))
+    def locate(n: int) -> None:  # a fresh run process: new index handle, lookup + stat + verify
+        inbox, keys = inboxes[n]
+        found = locate_document(inbox, rng.choice(keys), InboxIndex(work / f"index-{n}.sqlite"))
         assert found is not None
         found.read_verified()
 
-    return {"rescan_ms": _timed(rescan, rescans), "locate_ms": _timed(locate, lookups),
-            "index_build_ms": build_ms}
+    for name, fn, repeat in (("rescan_ms", rescan, rescans), ("locate_ms", locate, lookups)):
+        times: dict[int, list[float]] = {n: [] for n in inboxes}
+        for _ in range(repeat):
+            for n in inboxes:
+                times[n].append(_timed(lambda n=n, fn=fn: fn(n), 1))
+        for n in inboxes:
+            out[n][name] = statistics.median(times[n])
+    return out
 
 
 def local_inboxes(sizes: list[int], file_kb: int, work: Path) -> dict[int, tuple[str, list[str]]]:
@@ -117,16 +126,13 @@ def main() -> None:
     args = parser.parse_args()
     sizes = [100, 1000]
     file_kb = 8 if args.quick else 64
-    rescans, lookups = (2, 20) if args.quick else (3, 50)
+    rescans, lookups = (2, 60) if args.quick else (3, 200)
     print(f"files of {file_kb} KB; median of {rescans} full rescans and {lookups} locates")
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         inboxes = local_inboxes(sizes, file_kb, work)
-        report("local folder", {
-            n: measure(inbox, work / f"index-{n}.sqlite", keys, rescans, lookups)
-            for n, (inbox, keys) in inboxes.items()
-        })
+        report("local folder", measure(inboxes, work / "local", rescans, lookups))
         if args.no_s3:
             return
         from tests.servers import s3_server
@@ -134,10 +140,7 @@ def main() -> None:
         with s3_server("bench-inbox") as env:
             os.environ.update(env)
             inboxes = s3_inboxes(sizes, min(file_kb, 16), env["AWS_ENDPOINT_URL"], "bench-inbox")
-            report("S3 (local moto server)", {
-                n: measure(inbox, work / f"s3-index-{n}.sqlite", keys, rescans, lookups)
-                for n, (inbox, keys) in inboxes.items()
-            })
+            report("S3 (local moto server)", measure(inboxes, work / "s3", rescans, lookups))
 
 
 if __name__ == "__main__":
