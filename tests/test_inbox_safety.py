@@ -289,14 +289,19 @@ def test_locate_is_a_lookup_and_verifies_the_bytes(tmp_path, monkeypatch) -> Non
     assert found.name == "doc-7.txt" and docs.read(found) == (inbox / "doc-7.txt").read_bytes()
     monkeypatch.undo()
 
-    # rewritten in place with the same size and mtime: the index still points at it, but the
-    # bytes no longer hash to the key -> the clear "no longer in the inbox" failure
+    # rewritten between locate and read: the bytes no longer hash to the key -> the clear
+    # "no longer in the inbox" failure, not an ingestion of other content under this key
+    found = docs.locate(key)
     st = (inbox / "doc-7.txt").stat()
     (inbox / "doc-7.txt").write_bytes((inbox / "doc-7.txt").read_bytes().replace(b"7", b"8"))
-    os.utime(inbox / "doc-7.txt", ns=(st.st_atime_ns, st.st_mtime_ns))
-    found = docs.locate(key)
+    os.utime(inbox / "doc-7.txt", ns=(st.st_atime_ns, st.st_mtime_ns))  # same size and mtime
     with pytest.raises(dg.Failure, match=r"no longer in the inbox.*content hash differs"):
         docs.read(found)
+    # the index is not fooled by the restored mtime (the ctime moved): the old key is gone and
+    # the next listing sees the new version
+    with pytest.raises(dg.Failure, match="no longer in the inbox"):
+        docs.locate(key)
+    assert document_id((inbox / "doc-7.txt").read_bytes(), "doc-7.txt") in docs.inbox_files()
     # changed normally (new size): the old key falls back to one listing, then fails clearly
     (inbox / "doc-3.txt").write_bytes(b"a new version of document three")
     old = document_id(f"document {3}\n".encode() * 3, "doc-3.txt")
@@ -459,3 +464,24 @@ def test_a_quarantined_document_that_succeeds_is_resolved(tmp_path) -> None:
     (entry,) = docs.quarantine.entries()
     assert entry["status"] == "resolved" and docs.quarantine.open_entries() == {}
     assert docs.quarantine.records()[-1]["run_id"] == result.run_id
+
+
+def test_cli_quarantine_shows_open_and_resolved(tmp_path, monkeypatch) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    import pipelines.cli as cli
+
+    docs = _docs(tmp_path, str(tmp_path))
+    docs.quarantine.record(name="scan.pdf", sha256="c" * 64, code="ocr_timeout", reason="slow")
+    docs.quarantine.record(name="bad.pdf", sha256="d" * 64, code="malformed", reason="cut")
+    docs.quarantine.record_resolved("c" * 64, "scan.pdf")
+    monkeypatch.setattr(cli, "_resource", lambda env, name: docs)
+    result = CliRunner().invoke(cli.app, ["quarantine"])
+    assert result.exit_code == 0
+    assert "scan.pdf: resolved [ocr_timeout] slow" in result.output
+    assert "bad.pdf: open [malformed] cut" in result.output
+    result = CliRunner().invoke(cli.app, ["quarantine", "--json"])
+    assert {e["name"]: e["status"] for e in json.loads(result.output)} == {
+        "scan.pdf": "resolved", "bad.pdf": "open"}

@@ -159,6 +159,8 @@ class InboxFile:
     mtime: float | None
     sha256: str = ""
     etag: str | None = None
+    # Local files: the inode change time, which a rewrite moves even when it restores the mtime.
+    ctime: float | None = None
 
     @property
     def doc_id(self) -> str:
@@ -235,13 +237,14 @@ def scan_inbox(url: str, patterns: Iterable[str] = ("**/*",)) -> list[InboxFile]
             if not p.is_file() or _skip(p.name):
                 continue
             st = p.stat()
-            files[str(p)] = InboxFile(p.name, str(p), st.st_size, st.st_mtime)
+            files[str(p)] = InboxFile(p.name, str(p), st.st_size, st.st_mtime,
+                                      ctime=st.st_ctime)
     return [files[k] for k in sorted(files)]
 
 
 def hash_file(file: InboxFile, cache: MutableMapping[Any, str] | None = None) -> str:
-    """sha256 of an inbox file, reusing ``cache`` while (path, size, mtime, etag) are unchanged."""
-    key = (file.path, file.size, file.mtime, file.etag)
+    """sha256 of an inbox file, reusing ``cache`` while (path, size, mtime/ETag) are unchanged."""
+    key = (file.path, file.size, _stamp(file))
     if cache is not None and key in cache:
         return cache[key]
     digest = hashlib.sha256()
@@ -288,8 +291,8 @@ def inbox_document_ids(
 
 
 def _stamp(file: InboxFile) -> str:
-    """What says "unchanged" besides the size: the ETag on object stores, else the mtime."""
-    return file.etag or repr(file.mtime)
+    """What says "unchanged" besides the size: the ETag on object stores, else mtime + ctime."""
+    return file.etag or f"{file.mtime!r}/{file.ctime!r}"
 
 
 def stat_file(path: str) -> InboxFile | None:
@@ -311,7 +314,7 @@ def stat_file(path: str) -> InboxFile | None:
         st = _local(path).stat()
     except FileNotFoundError:
         return None
-    return InboxFile(name, path, st.st_size, st.st_mtime)
+    return InboxFile(name, path, st.st_size, st.st_mtime, ctime=st.st_ctime)
 
 
 class InboxIndex:
