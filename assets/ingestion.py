@@ -35,11 +35,17 @@ def raw_documents(
 ) -> list[dict[str, Any]]:
     """The document as received: type detected from its bytes, an immutable stored copy."""
     from llmops.ingestion import DocumentError, inspect_document
+    from llmops.ingestion.docstore import check_listed_size
 
-    inbox_file = docs.locate(context.partition_key)
-    data = inbox_file.read_bytes()
+    inbox_file = docs.locate(context.partition_key)  # index lookup, not an inbox re-hash
+    cfg = ingestion.config()
     try:
-        info = inspect_document(data, inbox_file.name, ingestion.config())
+        check_listed_size(inbox_file, cfg.max_bytes)  # before reading it all into memory
+    except DocumentError as err:
+        raise _reject(context, docs, inbox_file.name, inbox_file.sha256, err) from err
+    data = docs.read(inbox_file)  # must still hash to the partition key
+    try:
+        info = inspect_document(data, inbox_file.name, cfg)
     except DocumentError as err:
         raise _reject(context, docs, inbox_file.name, inbox_file.sha256, err) from err
     stored = docs.document_store.put(data)
@@ -79,6 +85,8 @@ def extracted_pages(
         pages = extract_document(data, doc["name"], ingestion.config())
     except DocumentError as err:
         raise _reject(context, docs, doc["name"], doc["sha256"], err) from err
+    if doc["sha256"] in docs.quarantine.open_entries():  # rejected before, ingested now
+        docs.quarantine.record_resolved(doc["sha256"], doc["name"], run_id=context.run.run_id)
     rows = [p.to_dict() for p in pages]
     methods = Counter(r["method"] for r in rows)
     languages = Counter(r["language"] for r in rows)

@@ -169,8 +169,8 @@ def _quarantine_table(entries: list[dict[str, Any]]) -> str:
         return "No document quarantined."
     from llmops.text import markdown_table
 
-    rows = [["document", "code", "reason"]]
-    rows += [[e["name"], e["code"], e["reason"]] for e in entries[-50:]]
+    rows = [["document", "status", "code", "reason"]]
+    rows += [[e["name"], e.get("status", "open"), e["code"], e["reason"]] for e in entries[-50:]]
     return markdown_table(rows)
 
 

@@ -198,8 +198,32 @@ def rollback(
 def quarantine(as_json: JsonFlag = False, env: EnvOpt = None) -> None:
     """Documents rejected by ingestion, with the reason."""
     entries = list(_resource(env, "docs").quarantine.latest().values())
-    human = "\n".join(f"{e['name']}: [{e['code']}] {e['reason']}" for e in entries)
+    human = "\n".join(f"{e['name']}: {e['status']} [{e['code']}] {e['reason']}" for e in entries)
     _emit(entries, as_json, human or "no document quarantined")
+
+
+@app.command("restore-documents")
+def restore_documents(
+    keys: Annotated[
+        list[str] | None, typer.Argument(help="Document ids (default: the last removal).")
+    ] = None,
+    as_json: JsonFlag = False,
+    env: EnvOpt = None,
+) -> None:
+    """Undo a partition removal: stored copies go back into the inbox, partitions are re-added."""
+    import dagster as dg
+
+    from assets.partitions import restore_removed_documents
+
+    docs = _resource(env, "docs")
+    with dg.DagsterInstance.get() as instance:
+        try:
+            outcome, sync = restore_removed_documents(instance, docs, keys or None)
+        except ValueError as err:
+            _fail(str(err))
+    human = "\n".join(f"{k}: {v}" for k, v in outcome.items())
+    _emit({"documents": outcome, "re_added": sync.added}, as_json,
+          f"{human}\nre-added {len(sync.added)} partitions")
 
 
 def _dagster(args: list[str], env: str | None) -> subprocess.CompletedProcess[str]:
@@ -216,6 +240,9 @@ def ingest(
     retry_quarantined: Annotated[
         bool, typer.Option(help="Also retry documents rejected before (same content).")
     ] = False,
+    allow_mass_removal: Annotated[
+        bool, typer.Option(help="Drop partitions even if more than max_removal_share left.")
+    ] = False,
     env: EnvOpt = None,
 ) -> None:
     """Register inbox files as partitions and ingest the new ones, `workers` at a time.
@@ -229,10 +256,12 @@ def ingest(
 
     docs = _resource(env, "docs")
     with dg.DagsterInstance.get() as instance:
-        sync = sync_document_partitions(instance, docs)
+        sync = sync_document_partitions(instance, docs, allow_mass_removal or None)
+        if sync.refused:
+            _fail(sync.report)
         done = set(instance.get_materialized_partitions(dg.AssetKey("entities")))
     files = docs.inbox_files()
-    rejected = docs.quarantine.latest()
+    rejected = docs.quarantine.open_entries()
     todo = [
         k
         for k in sync.current
@@ -252,7 +281,7 @@ def ingest(
     errors: list[str] = []
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for key, proc in pool.map(run, todo):
-            entry = docs.quarantine.latest().get(files[key].sha256)
+            entry = docs.quarantine.open_entries().get(files[key].sha256)
             if proc.returncode == 0:
                 ok += 1
                 typer.echo(f"  ok           {key}", err=True)

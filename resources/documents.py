@@ -1,4 +1,4 @@
-"""Inbox, immutable document store and quarantine table."""
+"""Inbox, immutable document store, inbox index, removal log and quarantine."""
 
 from __future__ import annotations
 
@@ -6,21 +6,42 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
-from pydantic import PrivateAttr
+from pydantic import Field, PrivateAttr
 
 from llmops.paths import under_data_root
 
 if TYPE_CHECKING:
-    from llmops.ingestion.docstore import DocumentStore, InboxFile, Quarantine
+    from llmops.ingestion.docstore import (
+        DocumentStore,
+        InboxFile,
+        InboxIndex,
+        Quarantine,
+        RemovalLog,
+    )
 
 
 class DocumentStoreResource(dg.ConfigurableResource):
-    """Where documents arrive (``inbox``) and where their immutable copies live (``store``)."""
+    """Where documents arrive (``inbox``) and where their immutable copies live (``store``).
+
+    Object-store locations (``s3://bucket/prefix``) take their endpoint and credentials from the
+    environment (``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``). The
+    inbox index and the removal log are always local files under the data root.
+    """
 
     inbox: str = "examples/inbox"
     patterns: list[str] = ["**/*"]
     store: str | None = None  # default: $LLMOPS_DATA_DIR/documents
     quarantine_path: str | None = None  # default: $LLMOPS_DATA_DIR/quarantine.jsonl
+    index_path: str | None = None  # default: $LLMOPS_DATA_DIR/inbox_index.sqlite
+    removal_log_path: str | None = None  # default: $LLMOPS_DATA_DIR/partition_removals.jsonl
+    max_removal_share: float = Field(
+        default=0.5, ge=0.0, le=1.0,
+        description="A partition sync refuses to drop more than this share of the documents at "
+        "once (an empty or mistyped listing looks like 'everything was deleted').",
+    )
+    allow_mass_removal: bool = Field(
+        default=False, description="Override the max_removal_share guard (deliberate purges)."
+    )
 
     _hash_cache: dict[Any, str] = PrivateAttr(default_factory=dict)
 
@@ -36,20 +57,57 @@ class DocumentStoreResource(dg.ConfigurableResource):
 
         return Quarantine(under_data_root(self.quarantine_path, "quarantine.jsonl"))
 
+    @cached_property
+    def inbox_index(self) -> InboxIndex:
+        from llmops.ingestion.docstore import InboxIndex
+
+        path = under_data_root(self.index_path, "inbox_index.sqlite")
+        if "://" in path:
+            raise ValueError(f"index_path must be a local file (SQLite), got {path!r}")
+        return InboxIndex(path)
+
+    @cached_property
+    def removal_log(self) -> RemovalLog:
+        from llmops.ingestion.docstore import RemovalLog
+
+        path = under_data_root(self.removal_log_path, "partition_removals.jsonl")
+        if "://" in path:
+            raise ValueError(f"removal_log_path must be a local file, got {path!r}")
+        return RemovalLog(path)
+
     def inbox_files(self) -> dict[str, InboxFile]:
         """Current inbox content by document id (the partition key)."""
         from llmops.ingestion.docstore import inbox_document_ids
 
-        return inbox_document_ids(self.inbox, self.patterns, cache=self._hash_cache)
+        return inbox_document_ids(
+            self.inbox, self.patterns, cache=self._hash_cache, index=self.inbox_index
+        )
 
     def locate(self, doc_id: str) -> InboxFile:
-        files = self.inbox_files()
-        if doc_id not in files:
-            raise dg.Failure(
-                description=(
-                    f"document {doc_id} is no longer in the inbox {self.inbox} (changed or "
-                    "removed); its new version, if any, is a new partition"
-                ),
-                allow_retries=False,
-            )
-        return files[doc_id]
+        """The inbox file of one document version: an index lookup and one stat, not a re-hash
+        of the inbox. Read it with ``read_verified`` (the bytes must still hash to the key)."""
+        from llmops.ingestion.docstore import locate_document
+
+        found = locate_document(self.inbox, doc_id, self.inbox_index, self.patterns)
+        if found is None:
+            raise self.gone(doc_id)
+        return found
+
+    def read(self, file: InboxFile) -> bytes:
+        """``file``'s bytes, verified against its document id."""
+        from llmops.ingestion.docstore import InboxChanged
+
+        try:
+            return file.read_verified()
+        except (InboxChanged, FileNotFoundError) as err:
+            raise self.gone(file.doc_id, str(err)) from err
+
+    def gone(self, doc_id: str, detail: str = "") -> dg.Failure:
+        return dg.Failure(
+            description=(
+                f"document {doc_id} is no longer in the inbox {self.inbox} (changed or "
+                f"removed); its new version, if any, is a new partition{': ' if detail else ''}"
+                f"{detail}"
+            ),
+            allow_retries=False,
+        )

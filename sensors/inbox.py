@@ -6,6 +6,9 @@ dropped. Once no ingestion of the current inbox is pending, one `indexing` run r
 knowledge base, which drops the chunks of documents that left. The cursor holds the inbox state
 that was last indexed and run keys derive from it, so an unchanged inbox requests nothing and a
 change is ingested and indexed exactly once.
+
+A listing that would drop more than ``max_removal_share`` of the documents (an empty or mistyped
+S3 prefix) changes nothing: the tick is skipped with the count and names, and logged.
 """
 
 from __future__ import annotations
@@ -36,6 +39,9 @@ def inbox_state(keys: list[str]) -> str:
 )
 def inbox_sensor(context: dg.SensorEvaluationContext, docs: DocumentStoreResource):
     sync = sync_document_partitions(context.instance, docs)
+    if sync.refused:
+        context.log.warning(sync.report)
+        return dg.SkipReason(sync.report)
     state = inbox_state(sync.current)
     indexed = json.loads(context.cursor)["indexed"] if context.cursor else None
     if not sync.added and state == indexed:

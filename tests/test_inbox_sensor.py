@@ -106,3 +106,38 @@ def test_add_change_delete_twice(world) -> None:
         assert gone not in indexed_docs() and new_key in indexed_docs()
         assert tick() == ([], None)
         assert json.loads(cursor)["indexed"]
+
+
+def test_emptied_inbox_is_refused_then_purged_with_the_override(tmp_path: Path) -> None:
+    from assets.partitions import documents_partitions
+    from resources.documents import DocumentStoreResource
+    from sensors.inbox import inbox_sensor
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    for name in ("a.txt", "b.txt", "c.txt"):
+        _write(inbox, name, name[0])
+
+    def docs(**kw) -> DocumentStoreResource:
+        return DocumentStoreResource(inbox=str(inbox), store=str(tmp_path / "store"),
+                                     index_path=str(tmp_path / "index.sqlite"),
+                                     removal_log_path=str(tmp_path / "removals.jsonl"), **kw)
+
+    with dg.instance_for_test() as instance:
+        def tick(resource: DocumentStoreResource):
+            return inbox_sensor(dg.build_sensor_context(instance=instance,
+                                                        resources={"docs": resource}))
+
+        assert len(tick(docs()).run_requests) == 3
+        keys = set(instance.get_dynamic_partitions(documents_partitions.name))
+        for f in inbox.iterdir():
+            f.unlink()
+        skipped = tick(docs())
+        assert isinstance(skipped, dg.SkipReason)
+        assert "refusing to drop 3 of 3 documents" in (skipped.skip_message or "")
+        assert set(instance.get_dynamic_partitions(documents_partitions.name)) == keys
+        purged = tick(docs(allow_mass_removal=True))
+        assert not isinstance(purged, dg.SkipReason)
+        assert instance.get_dynamic_partitions(documents_partitions.name) == []
+        (entry,) = docs().removal_log.entries()
+        assert {d["doc_id"] for d in entry["documents"]} == keys and entry["forced"]

@@ -125,3 +125,19 @@ def test_quarantine_appends_and_survives_a_torn_line(tmp_path):
     with open(q.path, encoding="utf-8") as fh:
         lines = fh.read().splitlines()
     assert json.loads(lines[0])["reason"] == "cut" and json.loads(lines[-1])["name"] == "x.docx"
+
+
+def test_object_store_quarantine_is_one_object_per_record_and_reads_the_old_log():
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    # a log written by the old read-modify-write version: one object holding JSON lines
+    fs.pipe("/q-legacy/quarantine", b'{"name": "old.pdf", "sha256": "' + b"e" * 64
+            + b'", "code": "malformed", "reason": "cut", "timestamp": "t", "run_id": null}\n')
+    q = Quarantine("memory://q-legacy/quarantine")
+    q.record(name="new.pdf", sha256="f" * 64, code="empty", reason="0 bytes")
+    q.record_resolved("e" * 64, "old.pdf")
+    assert [(e["name"], e["status"]) for e in q.entries()] == [("old.pdf", "resolved"),
+                                                              ("new.pdf", "open")]
+    assert len([p for p in fs.find("/q-legacy/quarantine.d/") if p.endswith(".json")]) == 2
+    assert set(q.open_entries()) == {"f" * 64}
