@@ -32,6 +32,9 @@ _RESULT_COLUMNS = [
     "model_id",
 ]
 _IN_BATCH = 500
+# Who extracted a row's entities (llmops.lineage.entities_version). Not in chunk_schema: callers
+# that build Arrow tables positionally keep working; tables made before it gain the column.
+ENTITIES_VERSION = pa.field("entities_version", pa.string())
 
 
 def chunk_schema(dim: int) -> pa.Schema:
@@ -51,6 +54,11 @@ def chunk_schema(dim: int) -> pa.Schema:
             pa.field("embedded_at", pa.timestamp("us", tz="UTC")),
         ]
     )
+
+
+def table_schema(dim: int) -> pa.Schema:
+    """What the store writes: :func:`chunk_schema` plus the entity-extractor version."""
+    return chunk_schema(dim).append(ENTITIES_VERSION)
 
 
 def _sql_str(value: str) -> str:
@@ -119,7 +127,9 @@ class VectorStore:
             self._dim = self._table.schema.field("vector").type.list_size
         except (ValueError, FileNotFoundError):
             if dim is not None:
-                self._table = self._db.create_table(table, schema=chunk_schema(dim))
+                self._table = self._db.create_table(table, schema=table_schema(dim))
+        if self._table is not None and ENTITIES_VERSION.name not in self._table.schema.names:
+            self._table.add_columns(ENTITIES_VERSION)  # a table from before the column: null
 
     # -- bookkeeping --------------------------------------------------------------------------
     @property
@@ -160,6 +170,19 @@ class VectorStore:
     def ids_embedded_with(self, model_id: str) -> set[str]:
         """Chunk ids whose stored vector came from exactly this model (see Embedder.model_id)."""
         return set(self._column("chunk_id", f"model_id = {_sql_str(model_id)}").to_pylist())
+
+    def entity_versions(self) -> dict[str, str | None]:
+        """chunk_id -> extractor version of its stored entities (None: unknown, pre-versioning)."""
+        table = self.rows(columns=["chunk_id", ENTITIES_VERSION.name])
+        if table.num_rows == 0:
+            return {}
+        return dict(
+            zip(
+                table.column("chunk_id").to_pylist(),
+                table.column(ENTITIES_VERSION.name).to_pylist(),
+                strict=True,
+            )
+        )
 
     def document_ids(self) -> set[str]:
         return set(self._column("doc_id").to_pylist())
@@ -209,13 +232,17 @@ class VectorStore:
         if isinstance(rows, pa.Table):
             dim = rows.schema.field("vector").type.list_size
             self._check_dim(dim)
-            return rows.select(chunk_schema(dim).names).cast(chunk_schema(dim))
+            if ENTITIES_VERSION.name not in rows.schema.names:
+                rows = rows.append_column(
+                    ENTITIES_VERSION, pa.nulls(rows.num_rows, ENTITIES_VERSION.type)
+                )
+            return rows.select(table_schema(dim).names).cast(table_schema(dim))
         vectors = np.asarray([r["vector"] for r in rows], dtype=np.float32)
         if vectors.ndim != 2:
             raise ValueError("every row needs a 'vector' of the same length")
         dim = vectors.shape[1]
         self._check_dim(dim)
-        schema = chunk_schema(dim)
+        schema = table_schema(dim)
         now = datetime.now(UTC)
 
         def col(name: str, default: Any = None) -> list[Any]:
@@ -237,6 +264,7 @@ class VectorStore:
             pa.array(entities, pa.string()),
             pa.array(col("model_id", ""), pa.string()),
             pa.array([t or now for t in col("embedded_at")], pa.timestamp("us", tz="UTC")),
+            pa.array(col(ENTITIES_VERSION.name), pa.string()),
         ]
         return pa.Table.from_arrays(arrays, schema=schema)
 
@@ -268,6 +296,38 @@ class VectorStore:
             "updated": int(getattr(result, "num_updated_rows", 0)),
             "version": self.version,
         }
+
+    def update_entities(
+        self, entities: Mapping[str, Any], versions: Mapping[str, str]
+    ) -> int:
+        """Rewrite the entities of stored chunks whose extractor version differs from ``versions``.
+
+        ``entities`` and ``versions`` are keyed by chunk id (chunks not stored are ignored). Only
+        ``entities`` and ``entities_version`` are written (a partial merge_insert): no vector
+        is read, recomputed or rewritten. Returns the number of rows updated.
+        """
+        stored = self.entity_versions()
+        stale = sorted(
+            cid for cid, version in versions.items() if cid in stored and stored[cid] != version
+        )
+        if not stale:
+            return 0
+        data = pa.table(
+            {
+                "chunk_id": pa.array(stale, pa.string()),
+                "entities": pa.array(
+                    [
+                        e if isinstance(e, str) else json.dumps(e or {}, sort_keys=True)
+                        for e in (entities.get(cid) for cid in stale)
+                    ],
+                    pa.string(),
+                ),
+                ENTITIES_VERSION.name: pa.array([versions[cid] for cid in stale], pa.string()),
+            }
+        )
+        self._meta = self._atable = None
+        result = self._table.merge_insert("chunk_id").when_matched_update_all().execute(data)
+        return int(getattr(result, "num_updated_rows", len(stale)))
 
     def _delete_in(self, column: str, values: Iterable[str]) -> int:
         values = sorted(set(values))
