@@ -588,3 +588,55 @@ class VectorStore:
 
     def __repr__(self) -> str:
         return f"VectorStore({self.uri!r}, table={self.table_name!r})"
+
+
+def health_frame(
+    store: VectorStore,
+    current_documents: Iterable[str],
+    expected_chunk_ids: Iterable[str] | None = None,
+) -> Any:
+    """One row per stored vector (and per expected chunk with no vector) for the GX suite
+    configs/expectations/embeddings.yaml.
+
+    Columns: chunk_id, doc_id, dim, norm, finite (no NaN/inf), document_current (its document
+    is still a current partition), model_id, embedded (False for an expected chunk that has no
+    row). What can really go wrong once the schema fixes the dimension: NaN or zero vectors,
+    rows of documents that left, chunks never embedded, vectors from another model.
+    """
+    import pandas as pd
+
+    table = store.rows(columns=["chunk_id", "doc_id", "vector", "model_id"])
+    current = set(current_documents)
+    if table.num_rows:
+        dim = table.schema.field("vector").type.list_size
+        column = table.column("vector").combine_chunks()
+        # .values keeps the slots of null vectors (flatten() would drop them and misalign rows)
+        values = column.values.slice(column.offset * dim, len(column) * dim)
+        vectors = np.array(values.to_numpy(zero_copy_only=False), np.float32).reshape(-1, dim)
+        vectors[~column.is_valid().to_numpy(zero_copy_only=False)] = np.nan  # a null vector
+        finite = np.isfinite(vectors).all(axis=1)
+        norms = np.linalg.norm(np.where(np.isfinite(vectors), vectors, 0.0), axis=1)
+        ids = table.column("chunk_id").to_pylist()
+        docs = table.column("doc_id").to_pylist()
+        stored = pd.DataFrame(
+            {
+                "chunk_id": ids,
+                "doc_id": docs,
+                "dim": dim,
+                "norm": norms.astype(float),
+                "finite": finite,
+                "document_current": [d in current for d in docs],
+                "model_id": table.column("model_id").to_pylist(),
+                "embedded": True,
+            }
+        )
+    else:
+        stored = pd.DataFrame(
+            columns=["chunk_id", "doc_id", "dim", "norm", "finite", "document_current",
+                     "model_id", "embedded"]
+        )
+    missing = sorted(set(expected_chunk_ids or ()) - set(stored["chunk_id"]))
+    if missing:
+        absent = pd.DataFrame({"chunk_id": missing, "embedded": False})
+        stored = pd.concat([stored, absent], ignore_index=True) if len(stored) else absent
+    return stored
