@@ -10,9 +10,10 @@ from typing import Any
 import dagster as dg
 
 from assets.dataset import DATASET_CHECKS, instruction_dataset
-from assets.ingestion import extracted_pages
+from assets.ingestion import extracted_pages, raw_documents
 from assets.partitions import documents_partitions
-from assets.structuring import chunk_embeddings, chunks
+from assets.structuring import ALL_DOCUMENTS, chunk_embeddings, chunks
+from resources.documents import DocumentStoreResource
 from resources.knowledge import EmbedderResource, StructuringResource, VectorStoreResource
 from resources.llm import DatasetBuilderResource
 
@@ -34,11 +35,76 @@ def _result(result: Any, severity: dg.AssetCheckSeverity) -> dg.AssetCheckResult
     )
 
 
+def _quarantine_language(
+    context: dg.AssetCheckExecutionContext,
+    docs: DocumentStoreResource,
+    pages: list[dict[str, Any]],
+    allowed: list[str],
+) -> dict[str, Any]:
+    """Record a document mostly in a language outside ``allowed`` in the quarantine log, with
+    the page languages as its reason, so it shows next to the other rejected documents (and
+    its run is not simply red with nothing to act on)."""
+    from collections import Counter
+
+    key = context.partition_key
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=raw_documents.key, asset_partitions=[key]), limit=1
+    ).records
+    event = records[0].event_log_entry.asset_materialization if records else None
+    meta = event.metadata if event else {}
+    name = str(meta["name"].value) if "name" in meta else key
+    sha256 = str(meta["sha256"].value) if "sha256" in meta else key
+    languages = Counter(str(p.get("language")) for p in pages)
+    unexpected = {lang: n for lang, n in languages.items() if lang not in allowed}
+    reason = (
+        f"{sum(unexpected.values())} of {len(pages)} pages in languages the knowledge base does "
+        f"not serve: {dict(sorted(unexpected.items()))} (allowed: {', '.join(allowed)})"
+    )
+    return docs.quarantine.record(
+        name=name, sha256=sha256, code="unexpected_language", reason=reason,
+        run_id=context.run.run_id,
+    )
+
+
+def _merged(*results: Any) -> Any:
+    """Several suites' results as one (passed only if all passed; failures listed together)."""
+    from llmops.quality import QualityResult
+
+    stats: dict[str, Any] = {}
+    for r in results:
+        for k, v in r.statistics.items():
+            if isinstance(v, int | float) and not isinstance(v, bool) and k != "rows":
+                stats[k] = stats.get(k, 0) + v
+    stats["rows"] = max(r.statistics.get("rows", 0) for r in results)
+    return QualityResult(
+        "+".join(r.suite for r in results),
+        all(r.success for r in results),
+        stats,
+        [f for r in results for f in r.failed],
+    )
+
+
+def _with_metadata(result: dg.AssetCheckResult, extra: dict[str, Any]) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        passed=result.passed,
+        severity=result.severity,
+        metadata={**result.metadata, **extra},
+    )
+
+
 @dg.asset_check(asset=extracted_pages, blocking=True, partitions_def=documents_partitions)
 def pages_have_text(
-    extracted_pages: list[dict[str, Any]], structuring: StructuringResource
+    context: dg.AssetCheckExecutionContext,
+    extracted_pages: list[dict[str, Any]],
+    structuring: StructuringResource,
+    docs: DocumentStoreResource,
 ) -> dg.AssetCheckResult:
-    """A document whose pages are all empty would silently vanish from the knowledge base."""
+    """A document whose pages are all empty would silently vanish from the knowledge base.
+
+    The language expectation tolerates a mis-detected page (``mostly``); a document mostly in
+    an unexpected language fails here (it stays out of the knowledge base) and is quarantined
+    with its reason, like a document the ingestion rejects.
+    """
     import pandas as pd
 
     from llmops.quality import run_suite
@@ -50,7 +116,13 @@ def pages_have_text(
         {"allowed_languages": structuring.allowed_languages},
         structuring.expectations_dir,
     )
-    return _result(result, dg.AssetCheckSeverity.ERROR)
+    out = _result(result, dg.AssetCheckSeverity.ERROR)
+    if any(f.get("column") == "language" for f in result.failed):
+        entry = _quarantine_language(
+            context, docs, extracted_pages, list(structuring.allowed_languages)
+        )
+        out = _with_metadata(out, {"quarantined": entry["code"], "reason": entry["reason"]})
+    return out
 
 
 @dg.asset_check(asset=chunks, blocking=True, partitions_def=documents_partitions)
@@ -72,29 +144,39 @@ def chunks_well_formed(
     )
 
 
-@dg.asset_check(asset=chunk_embeddings, blocking=True)
+@dg.asset_check(asset=chunk_embeddings, blocking=True, additional_ins={"chunks": ALL_DOCUMENTS})
 def embeddings_valid(
-    embedder: EmbedderResource, vector_store: VectorStoreResource, structuring: StructuringResource
+    context: dg.AssetCheckExecutionContext,
+    chunks: dict[str, list[dict[str, Any]]],
+    embedder: EmbedderResource,
+    vector_store: VectorStoreResource,
+    structuring: StructuringResource,
 ) -> dg.AssetCheckResult:
-    """Every vector has the model's dimension and unit norm; chunk ids are unique."""
-    import numpy as np
-    import pandas as pd
-
+    """The index holds exactly the current documents' chunks, as finite unit vectors of the
+    configured model: no NaN/zero vectors, no rows of documents that left, no chunk without a
+    vector, no vector from another model (the dimension alone is fixed by the schema)."""
     from llmops.quality import run_suite
+    from llmops.vectorstore import health_frame
 
-    rows = vector_store.open().rows(columns=["chunk_id", "vector"]).to_pylist()
-    vectors = [np.asarray(r["vector"], dtype=np.float32) for r in rows]
-    df = pd.DataFrame(
-        {
-            "chunk_id": [r["chunk_id"] for r in rows],
-            "dim": [v.shape[0] for v in vectors],
-            "norm": [float(np.linalg.norm(v)) for v in vectors],
-        }
+    current = set(context.instance.get_dynamic_partitions(documents_partitions.name))
+    expected = [c["chunk_id"] for doc, rows in chunks.items() if doc in current for c in rows]
+    df = health_frame(vector_store.open(), current, expected)
+    model = embedder.embedder
+    stored = df[df["embedded"].astype(bool)]
+    vectors = run_suite("embeddings", stored, {"dim": model.dim}, structuring.expectations_dir)
+    index = run_suite(
+        "index", df, {"model_ids": [model.model_id]}, structuring.expectations_dir
     )
-    params = {"dim": embedder.embedder.dim}
-    return _result(
-        run_suite("embeddings", df, params, structuring.expectations_dir),
-        dg.AssetCheckSeverity.ERROR,
+    out = _result(_merged(vectors, index), dg.AssetCheckSeverity.ERROR)
+    return _with_metadata(
+        out,
+        {
+            "non_finite_vectors": int((~stored["finite"].astype(bool)).sum()),
+            "zero_vectors": int((stored["norm"] < 1e-6).sum()),
+            "rows_of_removed_documents": int((~stored["document_current"].astype(bool)).sum()),
+            "chunks_without_vector": int(len(df) - len(stored)),
+            "other_model_rows": int((stored["model_id"] != model.model_id).sum()),
+        },
     )
 
 

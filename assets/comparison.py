@@ -27,6 +27,7 @@ from typing import Any
 import dagster as dg
 
 from assets.evaluation import SANE_CHECK, evaluation
+from llmops.lineage import code_version, resource_settings
 from llmops.paths import data_root
 from resources.evaluation import EvaluationResource
 from resources.mlflow import MLflowResource
@@ -68,7 +69,12 @@ def check_passed(instance: dg.DagsterInstance, run_id: str) -> bool | None:
     deps=[evaluation],
     group_name="evaluation",
     kinds={"scipy", "mlflow"},
-    code_version="1",
+    code_version=code_version(
+        "llmops.promotion",
+        "llmops.stats",
+        "llmops.judges",
+        settings=resource_settings("evaluation"),
+    ),
     # once every candidate's evaluation is in (none missing, none still running)
     automation_condition=dg.AutomationCondition.eager(),
 )

@@ -5,6 +5,7 @@ from typing import Any
 import dagster as dg
 
 from assets.structuring import ALL_DOCUMENTS, chunk_embeddings, current_corpus
+from llmops.lineage import code_version, resource_settings
 from llmops.paths import data_root
 from resources.knowledge import VectorStoreResource
 from resources.llm import DatasetBuilderResource, LLMEndpointResource
@@ -24,7 +25,9 @@ DATASET_CHECKS = {
     deps=[chunk_embeddings],
     group_name="fine_tuning",
     kinds={"huggingface", "mlflow"},
-    code_version="1",
+    code_version=code_version(
+        "llmops.dataset", "llmops.agents", settings=resource_settings("dataset_builder", "llm")
+    ),
 )
 def instruction_dataset(
     context: dg.AssetExecutionContext,

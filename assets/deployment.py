@@ -9,6 +9,7 @@ request log carries the same model and LanceDB versions).
 
 import dagster as dg
 
+from llmops.lineage import code_version, resource_settings
 from resources.knowledge import VectorStoreResource
 from resources.mlflow import MLflowResource
 from resources.serving import ServingResource
@@ -18,7 +19,7 @@ from resources.serving import ServingResource
     deps=["finetuned_model", "chunk_embeddings"],
     group_name="serving",
     kinds={"fastapi", "mlflow"},
-    code_version="1",
+    code_version=code_version("llmops.serving", settings=resource_settings("serving")),
 )
 def deployment(
     context: dg.AssetExecutionContext,

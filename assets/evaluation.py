@@ -23,6 +23,7 @@ import dagster as dg
 from assets.dataset import instruction_dataset
 from assets.structuring import chunk_embeddings
 from assets.training import base_model, finetuned_model, upstream_metadata
+from llmops.lineage import code_version, resource_settings
 from llmops.paths import data_root
 from resources.evaluation import EvaluationResource, configured_candidate_names
 from resources.knowledge import EmbedderResource, VectorStoreResource
@@ -42,7 +43,10 @@ def _slug(text: str) -> str:
     group_name="evaluation",
     kinds={"ragas", "mlflow"},
     pool="training",
-    code_version="1",
+    code_version=code_version(
+        "llmops.evaluation", "llmops.rag", "llmops.safety", "llmops.judges",
+        settings=resource_settings("evaluation"),
+    ),
     # A new challenger (or base, dataset, knowledge base) re-evaluates every candidate; A/B
     # and promotion follow the same way, so a training run is the whole retraining chain.
     automation_condition=dg.AutomationCondition.eager(),

@@ -6,6 +6,7 @@ from typing import Any
 import dagster as dg
 
 from assets.partitions import documents_partitions
+from llmops.lineage import code_version, resource_settings
 from resources.documents import DocumentStoreResource
 from resources.ingestion import IngestionResource
 
@@ -28,7 +29,7 @@ def _reject(
     partitions_def=documents_partitions,
     group_name="ingestion",
     kinds={"python", "parquet"},
-    code_version="1",
+    code_version=code_version("llmops.ingestion", settings=resource_settings("ingestion")),
 )
 def raw_documents(
     context: dg.AssetExecutionContext, docs: DocumentStoreResource, ingestion: IngestionResource
@@ -68,7 +69,9 @@ def raw_documents(
     partitions_def=documents_partitions,
     group_name="ingestion",
     kinds={"pdfplumber", "tesseract", "parquet"},
-    code_version="1",
+    code_version=code_version(
+        "llmops.ingestion", "llmops.ocr", "llmops.arabic", settings=resource_settings("ingestion")
+    ),
 )
 def extracted_pages(
     context: dg.AssetExecutionContext,
@@ -82,7 +85,8 @@ def extracted_pages(
     doc = raw_documents[0]
     data = docs.document_store.get(doc["sha256"])
     try:
-        pages = extract_document(data, doc["name"], ingestion.config())
+        pages = extract_document(data, doc["name"], ingestion.config(),
+                                 on_page=lambda i, n: context.log.info(f"OCR page {i}/{n}"))
     except DocumentError as err:
         raise _reject(context, docs, doc["name"], doc["sha256"], err) from err
     if doc["sha256"] in docs.quarantine.open_entries():  # rejected before, ingested now

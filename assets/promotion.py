@@ -11,6 +11,7 @@ from typing import Any
 
 import dagster as dg
 
+from llmops.lineage import code_version
 from resources.mlflow import MLflowResource
 
 AB_COMPARISON = dg.AssetKey("ab_comparison")
@@ -63,7 +64,7 @@ def _policy_path(raw: str) -> Path:
     deps=[AB_COMPARISON],
     group_name="evaluation",
     kinds={"mlflow"},
-    code_version="1",
+    code_version=code_version("llmops.promotion", "llmops.registry"),
     automation_condition=dg.AutomationCondition.eager(),
 )
 def promotion(

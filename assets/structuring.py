@@ -7,6 +7,7 @@ from typing import Any
 import dagster as dg
 
 from assets.partitions import documents_partitions
+from llmops.lineage import code_version, resource_settings
 from resources.documents import DocumentStoreResource
 from resources.knowledge import EmbedderResource, StructuringResource, VectorStoreResource
 
@@ -37,11 +38,26 @@ def current_corpus(
     return current, rows, by_chunk
 
 
+def entity_versions(
+    context: dg.AssetExecutionContext, entities: dict[str, list[dict[str, Any]]]
+) -> dict[str, str]:
+    """chunk_id -> extractor version of the current documents' stored entities."""
+    current = set(context.instance.get_dynamic_partitions(documents_partitions.name))
+    return {
+        e["chunk_id"]: e.get("entities_version") or ""
+        for doc_id, doc_entities in entities.items()
+        if doc_id in current
+        for e in doc_entities
+    }
+
+
 @dg.asset(
     partitions_def=documents_partitions,
     group_name="structuring",
     kinds={"python", "parquet"},
-    code_version="1",
+    code_version=code_version(
+        "llmops.chunking", settings=resource_settings("structuring", "embedder")
+    ),
 )
 def chunks(
     context: dg.AssetExecutionContext,
@@ -76,7 +92,7 @@ def chunks(
     partitions_def=documents_partitions,
     group_name="structuring",
     kinds={"python", "parquet"},
-    code_version="1",
+    code_version=code_version("llmops.entities", "llmops.chunking", "llmops.lineage"),
 )
 def entities(
     context: dg.AssetExecutionContext,
@@ -86,13 +102,18 @@ def entities(
     """Dates, money, percentages, contacts and names per chunk (English and Arabic), and the
     document-level summary (title, language, pages, entity counts) for semantic indexing."""
     from llmops.chunking import document_metadata
-    from llmops.entities import entity_counts, extract_entities
+    from llmops.entities import entity_counts, extract_entities, get_ner_backend
+    from llmops.lineage import entities_version
 
+    backend = get_ner_backend("auto")
+    version = entities_version(backend.name)
     rows = [
         {
             "chunk_id": c["chunk_id"],
             "doc_id": c["doc_id"],
-            "entities": extract_entities(c["text"], c["language"]),
+            "entities": extract_entities(c["text"], c["language"], backend),
+            # stored with the chunk in LanceDB: a new extractor rewrites older rows' entities
+            "entities_version": version,
         }
         for c in chunks
     ]
@@ -113,7 +134,11 @@ def entities(
     ins={"chunks": ALL_DOCUMENTS, "entities": ALL_DOCUMENTS},
     group_name="structuring",
     kinds={"lancedb", "sentence-transformers"},
-    code_version="1",
+    code_version=code_version(
+        "llmops.embedding",
+        "llmops.vectorstore",
+        settings=resource_settings("embedder", "vector_store"),
+    ),
     # One writer at a time: two runs' concurrent merge_insert on chunk_id both insert the same
     # new ids (duplicate rows). dagster.yaml's `pools.default_limit: 1` gives this pool 1 slot.
     pool="knowledge_base",
@@ -126,21 +151,26 @@ def chunk_embeddings(
     vector_store: VectorStoreResource,
     docs: DocumentStoreResource,
 ) -> dg.MaterializeResult:
-    """The knowledge base: embeds only new chunks, upserts them, drops stale documents' rows."""
-    from llmops.embedding import embed_missing
+    """The knowledge base: embeds only new chunks, drops stale documents' rows, rewrites the
+    entities of rows extracted by an older extractor."""
+    from llmops.embedding import refresh_store
 
     current, all_chunks, by_chunk = current_corpus(context, chunks, entities)
     model = embedder.embedder
     store = vector_store.open(dim=model.dim)
-    # Rows of documents that changed (new key) or left the inbox go; so do chunks a re-chunked
-    # document no longer produces.
-    removed = store.retain_documents(current)
-    removed += store.retain_chunks([c["chunk_id"] for c in all_chunks])
     started = time.perf_counter()
-    rows, stats = embed_missing(
-        all_chunks, model, store.ids_embedded_with(model.model_id), entities=by_chunk
+    # Rows of documents that changed (new key) or left the inbox go; so do chunks a re-chunked
+    # document no longer produces (see refresh_store).
+    stats = refresh_store(
+        store,
+        all_chunks,
+        model,
+        current,
+        entities=by_chunk,
+        entity_versions=entity_versions(context, entities),
+        progress=lambda done, total: context.log.info(f"embedded {done}/{total} new chunks"),
     )
-    store.upsert(rows)
+    removed = stats["removed_rows"]
     indexes = store.ensure_indexes(min_rows_for_ann=vector_store.ann_min_rows)
     elapsed = time.perf_counter() - started
     quarantined = list(docs.quarantine.entries())
@@ -151,6 +181,7 @@ def chunk_embeddings(
             "documents": len({c["doc_id"] for c in all_chunks}),
             "embedded_now": stats["embedded"],
             "reused": stats["skipped"],
+            "entities_rewritten": stats["entities_rewritten"],
             "indexes": dg.MetadataValue.json(indexes),
             "removed_rows": removed,
             "model_id": model.model_id,
@@ -178,7 +209,7 @@ def _quarantine_table(entries: list[dict[str, Any]]) -> str:
     deps=[chunk_embeddings],
     group_name="structuring",
     kinds={"lancedb"},
-    code_version="1",
+    code_version=code_version("llmops.retrieval_eval", "llmops.vectorstore"),
 )
 def retrieval_evaluation(
     context: dg.AssetExecutionContext,

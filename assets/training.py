@@ -10,6 +10,7 @@ import dagster as dg
 
 from assets.dataset import DATASET_CHECKS, instruction_dataset
 from assets.structuring import chunk_embeddings
+from llmops.lineage import code_version, resource_settings
 from llmops.paths import data_root
 from resources.knowledge import VectorStoreResource
 from resources.mlflow import MLflowResource
@@ -70,7 +71,9 @@ def _held_out_documents(context: dg.AssetExecutionContext) -> set[str]:
     group_name="fine_tuning",
     kinds={"transformers", "mlflow"},
     pool="training",
-    code_version="2",
+    code_version=code_version(
+        "llmops.base_model", "llmops.registry", settings=resource_settings("trainer"), base="2"
+    ),
 )
 def base_model(
     context: dg.AssetExecutionContext,
@@ -137,7 +140,9 @@ def base_model(
     group_name="fine_tuning",
     kinds={"peft", "mlflow"},
     pool="training",
-    code_version="1",
+    code_version=code_version(
+        "llmops.training", "llmops.train_entry", settings=resource_settings("trainer")
+    ),
 )
 def finetuned_model(
     context: dg.AssetExecutionContext,

@@ -6,7 +6,9 @@
    (goal <= 1.3x): hybrid runs both parts, so it can never beat the slower one.
 2. Quality: hit@5 / MRR per mode on configs/retrieval_eval.yaml and on the held-out
    configs/retrieval_heldout.yaml, over the corpus documents both sets name (skipped without
-   ../shared/corpus). Neither set chose any setting.
+   ../shared/corpus), indexed exactly as the pipeline indexes them: llmops.ingestion's
+   extract_document (tables as markdown, OCR where needed), chunk_pages at the configured
+   sizes, the packaged MiniLM (retrieval_eval.corpus_store). Neither set chose any setting.
 """
 
 from __future__ import annotations

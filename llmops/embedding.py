@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -239,17 +239,27 @@ def _as_dict(chunk: Any) -> Mapping[str, Any]:
     return vars(chunk)
 
 
+Progress = Callable[[int, int], None]
+"""Called as ``progress(done, total)`` after each batch of long work."""
+
+
 def embed_missing(
     chunks: Iterable[Any],
     embedder: Embedder,
     already_embedded_ids: Iterable[str] = (),
     entities: Mapping[str, Mapping[str, list[str]]] | None = None,
+    entity_versions: Mapping[str, str] | None = None,
+    progress: Progress | None = None,
+    progress_every: int = 512,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Embed only chunks whose id is not yet stored with ``embedder.model_id``.
 
     ``already_embedded_ids`` is what ``VectorStore.ids_embedded_with(embedder.model_id)`` returns:
     chunk ids are content hashes, so an id already embedded by this model needs no new vector.
-    Entities come from the chunk's own ``entities`` key or from the ``entities`` mapping by id.
+    Entities come from the chunk's own ``entities`` key or from the ``entities`` mapping by id,
+    their extractor version from ``entity_versions`` by id. Texts are encoded in slices of
+    ``progress_every`` and ``progress(done, total)`` is called after each (a 50k-chunk rebuild
+    takes minutes; the log should say how far it is).
     Returns vector-store rows and stats (total, skipped, duplicates, embedded, seconds, chunks/s).
     """
     started = time.perf_counter()
@@ -270,7 +280,15 @@ def embed_missing(
         seen.add(cid)
         todo.append(chunk)
     model_id = embedder.model_id
-    vectors = embedder.encode([str(c["text"]) for c in todo])
+    texts = [str(c["text"]) for c in todo]
+    step = max(1, int(progress_every))
+    parts = []
+    for start in range(0, len(texts), step):
+        parts.append(embedder.encode(texts[start : start + step]))
+        if progress is not None:
+            progress(min(start + step, len(texts)), len(texts))
+    vectors = np.concatenate(parts) if parts else embedder.encode([])
+    versions = entity_versions or {}
     now = datetime.now(UTC)
     rows = []
     for chunk, vector in zip(todo, vectors, strict=True):
@@ -289,6 +307,7 @@ def embed_missing(
                 "entities": ents if isinstance(ents, str) else json.dumps(ents, sort_keys=True),
                 "model_id": model_id,
                 "embedded_at": now,
+                "entities_version": chunk.get("entities_version") or versions.get(cid),
             }
         )
     seconds = time.perf_counter() - started
@@ -302,3 +321,38 @@ def embed_missing(
         "chunks_per_s": round(len(todo) / seconds, 1) if todo and seconds > 0 else 0.0,
     }
     return rows, stats
+
+
+def refresh_store(
+    store: Any,
+    chunks: Sequence[Mapping[str, Any]],
+    embedder: Embedder,
+    current_documents: Iterable[str],
+    entities: Mapping[str, Any] | None = None,
+    entity_versions: Mapping[str, str] | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Make ``store`` hold exactly ``chunks`` of ``current_documents``, doing the least work.
+
+    Rows of documents that left (or changed, which gives them a new id) and chunks a document
+    no longer produces are deleted; only chunk ids without a vector from this exact model are
+    embedded; stored chunks whose entities came from another extractor version get their
+    entity columns rewritten (no re-embedding). What the knowledge-base asset runs, so the
+    benchmark measures the same code.
+    """
+    removed = store.retain_documents(set(current_documents))
+    removed += store.retain_chunks([c["chunk_id"] for c in chunks])
+    rows, stats = embed_missing(
+        chunks,
+        embedder,
+        store.ids_embedded_with(embedder.model_id),
+        entities=entities,
+        entity_versions=entity_versions,
+        progress=progress,
+    )
+    store.upsert(rows)
+    fresh = {r["chunk_id"] for r in rows}
+    versions = {k: v for k, v in (entity_versions or {}).items() if k not in fresh}
+    stats["entities_rewritten"] = store.update_entities(entities or {}, versions)
+    stats["removed_rows"] = removed
+    return stats

@@ -31,6 +31,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any, Protocol
 
+# Bump when the extractor's output changes in a way its code hash cannot see (a new library
+# version, a data file): stored chunks carry llmops.lineage.entities_version() and are
+# rewritten when it changes.
+EXTRACTOR_VERSION = "1"
+
 ENTITY_TYPES = (
     "DATE",
     "MONEY",

@@ -32,6 +32,9 @@ _RESULT_COLUMNS = [
     "model_id",
 ]
 _IN_BATCH = 500
+# Who extracted a row's entities (llmops.lineage.entities_version). Not in chunk_schema: callers
+# that build Arrow tables positionally keep working; tables made before it gain the column.
+ENTITIES_VERSION = pa.field("entities_version", pa.string())
 
 
 def chunk_schema(dim: int) -> pa.Schema:
@@ -53,6 +56,11 @@ def chunk_schema(dim: int) -> pa.Schema:
             pa.field("embedded_at", pa.timestamp("us", tz="UTC")),
         ]
     )
+
+
+def table_schema(dim: int) -> pa.Schema:
+    """What the store writes: :func:`chunk_schema` plus the entity-extractor version."""
+    return chunk_schema(dim).append(ENTITIES_VERSION)
 
 
 def _sql_str(value: str) -> str:
@@ -121,18 +129,23 @@ class VectorStore:
             self._dim = self._table.schema.field("vector").type.list_size
         except (ValueError, FileNotFoundError):
             if dim is not None:
-                self._table = self._db.create_table(table, schema=chunk_schema(dim))
+                self._table = self._db.create_table(table, schema=table_schema(dim))
         else:
             self._migrate()
 
     def _migrate(self) -> None:
-        """Bring a table written by an older version to :func:`chunk_schema` (adds
-        ``search_text``). The rows are rewritten as a new table version; older versions stay
-        readable through LanceDB's version history until cleaned up."""
-        if "search_text" in self._table.schema.names:
-            return
-        data = self._to_arrow(self._table.to_arrow())
-        self._table = self._db.create_table(self.table_name, data=data, mode="overwrite")
+        """Bring a table written by an older version to :func:`table_schema`.
+
+        A missing ``entities_version`` is added empty (the next run rewrites the entities); a
+        missing ``search_text`` needs every row rewritten, as a new table version (older
+        versions stay readable through LanceDB's version history until cleaned up).
+        """
+        names = self._table.schema.names
+        if "search_text" not in names:
+            data = self._to_arrow(self._table.to_arrow())
+            self._table = self._db.create_table(self.table_name, data=data, mode="overwrite")
+        elif ENTITIES_VERSION.name not in names:
+            self._table.add_columns(ENTITIES_VERSION)  # null until the entities are rewritten
 
     # -- bookkeeping --------------------------------------------------------------------------
     @property
@@ -173,6 +186,19 @@ class VectorStore:
     def ids_embedded_with(self, model_id: str) -> set[str]:
         """Chunk ids whose stored vector came from exactly this model (see Embedder.model_id)."""
         return set(self._column("chunk_id", f"model_id = {_sql_str(model_id)}").to_pylist())
+
+    def entity_versions(self) -> dict[str, str | None]:
+        """chunk_id -> extractor version of its stored entities (None: unknown, pre-versioning)."""
+        table = self.rows(columns=["chunk_id", ENTITIES_VERSION.name])
+        if table.num_rows == 0:
+            return {}
+        return dict(
+            zip(
+                table.column("chunk_id").to_pylist(),
+                table.column(ENTITIES_VERSION.name).to_pylist(),
+                strict=True,
+            )
+        )
 
     def document_ids(self) -> set[str]:
         return set(self._column("doc_id").to_pylist())
@@ -229,13 +255,17 @@ class VectorStore:
                 rows = rows.append_column(
                     "search_text", pa.array([search_form(t or "") for t in texts], pa.string())
                 )
-            return rows.select(chunk_schema(dim).names).cast(chunk_schema(dim))
+            if ENTITIES_VERSION.name not in rows.schema.names:
+                rows = rows.append_column(
+                    ENTITIES_VERSION, pa.nulls(rows.num_rows, ENTITIES_VERSION.type)
+                )
+            return rows.select(table_schema(dim).names).cast(table_schema(dim))
         vectors = np.asarray([r["vector"] for r in rows], dtype=np.float32)
         if vectors.ndim != 2:
             raise ValueError("every row needs a 'vector' of the same length")
         dim = vectors.shape[1]
         self._check_dim(dim)
-        schema = chunk_schema(dim)
+        schema = table_schema(dim)
         now = datetime.now(UTC)
 
         def col(name: str, default: Any = None) -> list[Any]:
@@ -258,6 +288,7 @@ class VectorStore:
             pa.array(entities, pa.string()),
             pa.array(col("model_id", ""), pa.string()),
             pa.array([t or now for t in col("embedded_at")], pa.timestamp("us", tz="UTC")),
+            pa.array(col(ENTITIES_VERSION.name), pa.string()),
         ]
         return pa.Table.from_arrays(arrays, schema=schema)
 
@@ -289,6 +320,38 @@ class VectorStore:
             "updated": int(getattr(result, "num_updated_rows", 0)),
             "version": self.version,
         }
+
+    def update_entities(
+        self, entities: Mapping[str, Any], versions: Mapping[str, str]
+    ) -> int:
+        """Rewrite the entities of stored chunks whose extractor version differs from ``versions``.
+
+        ``entities`` and ``versions`` are keyed by chunk id (chunks not stored are ignored). Only
+        ``entities`` and ``entities_version`` are written (a partial merge_insert): no vector
+        is read, recomputed or rewritten. Returns the number of rows updated.
+        """
+        stored = self.entity_versions()
+        stale = sorted(
+            cid for cid, version in versions.items() if cid in stored and stored[cid] != version
+        )
+        if not stale:
+            return 0
+        data = pa.table(
+            {
+                "chunk_id": pa.array(stale, pa.string()),
+                "entities": pa.array(
+                    [
+                        e if isinstance(e, str) else json.dumps(e or {}, sort_keys=True)
+                        for e in (entities.get(cid) for cid in stale)
+                    ],
+                    pa.string(),
+                ),
+                ENTITIES_VERSION.name: pa.array([versions[cid] for cid in stale], pa.string()),
+            }
+        )
+        self._meta = self._atable = None
+        result = self._table.merge_insert("chunk_id").when_matched_update_all().execute(data)
+        return int(getattr(result, "num_updated_rows", len(stale)))
 
     def _delete_in(self, column: str, values: Iterable[str]) -> int:
         values = sorted(set(values))
@@ -562,3 +625,55 @@ class VectorStore:
 
     def __repr__(self) -> str:
         return f"VectorStore({self.uri!r}, table={self.table_name!r})"
+
+
+def health_frame(
+    store: VectorStore,
+    current_documents: Iterable[str],
+    expected_chunk_ids: Iterable[str] | None = None,
+) -> Any:
+    """One row per stored vector (and per expected chunk with no vector) for the GX suite
+    configs/expectations/embeddings.yaml.
+
+    Columns: chunk_id, doc_id, dim, norm, finite (no NaN/inf), document_current (its document
+    is still a current partition), model_id, embedded (False for an expected chunk that has no
+    row). What can really go wrong once the schema fixes the dimension: NaN or zero vectors,
+    rows of documents that left, chunks never embedded, vectors from another model.
+    """
+    import pandas as pd
+
+    table = store.rows(columns=["chunk_id", "doc_id", "vector", "model_id"])
+    current = set(current_documents)
+    if table.num_rows:
+        dim = table.schema.field("vector").type.list_size
+        column = table.column("vector").combine_chunks()
+        # .values keeps the slots of null vectors (flatten() would drop them and misalign rows)
+        values = column.values.slice(column.offset * dim, len(column) * dim)
+        vectors = np.array(values.to_numpy(zero_copy_only=False), np.float32).reshape(-1, dim)
+        vectors[~column.is_valid().to_numpy(zero_copy_only=False)] = np.nan  # a null vector
+        finite = np.isfinite(vectors).all(axis=1)
+        norms = np.linalg.norm(np.where(np.isfinite(vectors), vectors, 0.0), axis=1)
+        ids = table.column("chunk_id").to_pylist()
+        docs = table.column("doc_id").to_pylist()
+        stored = pd.DataFrame(
+            {
+                "chunk_id": ids,
+                "doc_id": docs,
+                "dim": dim,
+                "norm": norms.astype(float),
+                "finite": finite,
+                "document_current": [d in current for d in docs],
+                "model_id": table.column("model_id").to_pylist(),
+                "embedded": True,
+            }
+        )
+    else:
+        stored = pd.DataFrame(
+            columns=["chunk_id", "doc_id", "dim", "norm", "finite", "document_current",
+                     "model_id", "embedded"]
+        )
+    missing = sorted(set(expected_chunk_ids or ()) - set(stored["chunk_id"]))
+    if missing:
+        absent = pd.DataFrame({"chunk_id": missing, "embedded": False})
+        stored = pd.concat([stored, absent], ignore_index=True) if len(stored) else absent
+    return stored

@@ -32,8 +32,11 @@ lifecycle_job = dg.define_asset_job(
 indexing_job = dg.define_asset_job(
     "indexing",
     selection=dg.AssetSelection.assets("chunk_embeddings", "retrieval_evaluation"),
-    description="The knowledge base over every ingested document (removed documents leave it) "
-    "and its retrieval evaluation.",
+    # The knowledge-base job: refreshes embeddings and the index without training. The inbox
+    # sensor requests it once no ingestion is pending (chunks themselves are per document, so
+    # they are refreshed by `ingest_documents`: a backfill of all partitions re-ingests all).
+    description="Knowledge base: embeddings and LanceDB index over every ingested document "
+    "(removed documents leave it) and its retrieval evaluation; no training.",
 )
 
 # What the drift sensor and the retrain schedule request. Evaluation, A/B and promotion follow

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -261,3 +262,59 @@ def test_reopen_dim_guard_and_deletes(tmp_path: Path) -> None:
     assert reopened.count() == 19
     assert reopened.retain_documents({"d2", "d3"}) == 19 - 2
     assert reopened.document_ids() == {"d2", "d3"}
+
+
+def test_refresh_store_rewrites_only_entities_of_another_extractor_version(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    """A new extractor rewrites stored entities in place: no vector is recomputed, rows already
+    at the current version are left alone, and progress is reported per batch."""
+    from llmops.embedding import refresh_store
+
+    docs = {f"doc{i}": _paragraphs(t) for i, t in enumerate(TOPICS[:3])}
+    chunks = [c for n, p in docs.items() for c in _chunks(_doc_id(n, p), p)]
+    current = {c["doc_id"] for c in chunks}
+    ids = [c["chunk_id"] for c in chunks]
+    store = VectorStore(str(tmp_path), dim=embedder.dim)
+    calls: list[tuple[int, int]] = []
+    first = refresh_store(
+        store, chunks, embedder, current,
+        entities={cid: {"ORG": ["Old"]} for cid in ids},
+        entity_versions=dict.fromkeys(ids, "v1"),
+        progress=lambda done, total: calls.append((done, total)),
+    )  # fmt: skip
+    assert first["embedded"] == 9 and first["entities_rewritten"] == 0
+    assert calls == [(9, 9)]
+    before = _snapshot(store)
+    changed = ids[:4]  # e.g. one document re-extracted by the new extractor
+    second = refresh_store(
+        store, chunks, embedder, current,
+        entities={cid: {"ORG": ["New" if cid in changed else "Old"]} for cid in ids},
+        entity_versions={cid: "v2" if cid in changed else "v1" for cid in ids},
+    )  # fmt: skip
+    assert second["embedded"] == 0 and second["entities_rewritten"] == 4
+    assert _snapshot(store) == before  # vectors and embedded_at untouched
+    stored = {r["chunk_id"]: r for r in store.rows().to_pylist()}
+    for cid in ids:
+        assert stored[cid]["entities_version"] == ("v2" if cid in changed else "v1")
+        assert json.loads(stored[cid]["entities"])["ORG"] == ["New" if cid in changed else "Old"]
+    assert store.update_entities({}, dict.fromkeys(changed, "v2")) == 0  # already current
+
+
+def test_a_table_from_before_entity_versions_gains_the_column(tmp_path: Path) -> None:
+    import lancedb
+    import pyarrow as pa
+
+    from llmops.vectorstore import chunk_schema
+
+    old = pa.Table.from_pylist(
+        [{"chunk_id": "c1", "doc_id": "d", "text": "t", "vector": [1.0, 0.0],
+          "language": "en", "page_start": 1, "page_end": 1, "heading": "",
+          "entities": "{}", "model_id": "m", "embedded_at": None}],
+        schema=chunk_schema(2),
+    )  # fmt: skip
+    lancedb.connect(str(tmp_path)).create_table("chunks", data=old)
+    store = VectorStore(str(tmp_path))
+    assert store.entity_versions() == {"c1": None}
+    assert store.update_entities({"c1": {"ORG": ["X"]}}, {"c1": "v1"}) == 1
+    assert store.entity_versions() == {"c1": "v1"}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -192,13 +192,17 @@ def merge_text_layer(ocr_text: str, layer_text: str) -> str:
     return "\n\n".join(t for t in (ocr_text.strip(), "\n".join(extra)) if t)
 
 
+PageProgress = Callable[[int, int], None]
+
+
 def _ocr_named(
-    images: Iterable[Image.Image], cfg: IngestConfig, numbers: list[int], name: str
+    images: Iterable[Image.Image], cfg: IngestConfig, numbers: list[int], name: str,
+    on_page: PageProgress | None = None,
 ) -> list[OcrOutcome]:
     """OCR pages; a tesseract failure (not a timeout) names the file and the real page number,
     so the quarantine record says which document and page broke and why."""
     try:
-        return ocr_many(images, cfg, len(numbers), page_numbers=numbers)
+        return ocr_many(images, cfg, len(numbers), page_numbers=numbers, on_page=on_page)
     except OcrError as err:
         close = getattr(images, "close", None)
         if close is not None:
@@ -254,7 +258,9 @@ def _figure_texts(
     return out
 
 
-def _extract_pdf(data: bytes, name: str, doc_id: str, cfg: IngestConfig) -> list[PageRecord]:
+def _extract_pdf(
+    data: bytes, name: str, doc_id: str, cfg: IngestConfig, on_page: PageProgress | None = None
+) -> list[PageRecord]:
     from llmops.ingestion.pdf import check_geometry, iter_text_pages, open_pdf, render_pages
 
     with open_pdf(data, name, cfg) as pdf:
@@ -272,7 +278,9 @@ def _extract_pdf(data: bytes, name: str, doc_id: str, cfg: IngestConfig) -> list
     if scanned:
         ensure_ocr_available(cfg, name)
         numbers = [r.page_number for r in scanned]
-        outcomes = _ocr_named(render_pages(data, numbers, cfg, name), cfg, numbers, name)
+        outcomes = _ocr_named(
+            render_pages(data, numbers, cfg, name), cfg, numbers, name, on_page
+        )
         if len(records) == 0:
             _all_timed_out(outcomes, name, cfg)
         for r, outcome in zip(scanned, outcomes, strict=True):
@@ -282,11 +290,13 @@ def _extract_pdf(data: bytes, name: str, doc_id: str, cfg: IngestConfig) -> list
     return [records[n] for n in sorted(records)]
 
 
-def _extract_image(data: bytes, name: str, doc_id: str, cfg: IngestConfig) -> list[PageRecord]:
+def _extract_image(
+    data: bytes, name: str, doc_id: str, cfg: IngestConfig, on_page: PageProgress | None = None
+) -> list[PageRecord]:
     img = _open_image(data, name)
     ensure_ocr_available(cfg, name)
     n = int(getattr(img, "n_frames", 1))
-    outcomes = _ocr_named(iter_image_frames(img), cfg, list(range(1, n + 1)), name)
+    outcomes = _ocr_named(iter_image_frames(img), cfg, list(range(1, n + 1)), name, on_page)
     _all_timed_out(outcomes, name, cfg)
     return [_ocr_record(doc_id, i, o, cfg, []) for i, o in enumerate(outcomes, start=1)]
 
@@ -298,16 +308,21 @@ def _text_records(doc_id: str, pages: list[TextPage], cfg: IngestConfig) -> list
     ]
 
 
-def extract_document(data: bytes, name: str, cfg: IngestConfig | None = None) -> list[PageRecord]:
-    """Pages of any supported document, in order, ready for chunking."""
+def extract_document(
+    data: bytes, name: str, cfg: IngestConfig | None = None, on_page: PageProgress | None = None
+) -> list[PageRecord]:
+    """Pages of any supported document, in order, ready for chunking.
+
+    ``on_page(done, total)`` is called after each OCR'd page (text layers need no progress).
+    """
     cfg = cfg or IngestConfig()
     _check_size(data, name, cfg)
     detected = detect_type(data, name)
     doc_id = document_id_from_hash(sha256_hex(data), name)
     if detected.kind == "pdf":
-        pages = _extract_pdf(data, name, doc_id, cfg)
+        pages = _extract_pdf(data, name, doc_id, cfg, on_page)
     elif detected.kind == "image":
-        pages = _extract_image(data, name, doc_id, cfg)
+        pages = _extract_image(data, name, doc_id, cfg, on_page)
     elif detected.kind == "docx":
         pages = _text_records(doc_id, extract_docx(data, name), cfg)
     elif detected.kind == "html":

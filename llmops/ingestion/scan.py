@@ -11,7 +11,7 @@ code ``ocr_failed``) naming the page, so the document is quarantined and the bat
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
@@ -69,12 +69,14 @@ def ocr_many(
     cfg: IngestConfig,
     n_pages: int,
     page_numbers: Sequence[int] | None = None,
+    on_page: Callable[[int, int], None] | None = None,
 ) -> list[OcrOutcome]:
     """OCR page images in order, over ``cfg.ocr_workers`` processes when there is enough work.
 
     ``images`` is consumed lazily with at most ``2 * workers`` pages in flight, so a 500-page
     scan rendered at 300 dpi never sits in memory all at once. An :class:`OcrError` is re-raised
     with its page number (``page_numbers[i]``, or the position among the OCR'd pages).
+    ``on_page(done, n_pages)`` runs after each page, so a long scan shows progress in the log.
     """
     numbers = list(page_numbers) if page_numbers is not None else None
 
@@ -87,6 +89,8 @@ def ocr_many(
         for img in images:
             try:
                 results.append(ocr_one(img, cfg))
+                if on_page is not None:
+                    on_page(len(results), n_pages)
             except OcrError as err:
                 raise located(err, len(results)) from err
         return results
@@ -99,8 +103,12 @@ def ocr_many(
                 pending.append(pool.submit(ocr_one, img, cfg))
                 if len(pending) >= 2 * workers:
                     results.append(pending.pop(0).result())
+                    if on_page is not None:
+                        on_page(len(results), n_pages)
             while pending:
                 results.append(pending.pop(0).result())
+                if on_page is not None:
+                    on_page(len(results), n_pages)
         except OcrError as err:
             for f in pending:
                 f.cancel()
