@@ -92,7 +92,10 @@ def mlflow_server(pg_url: str, s3_env: dict[str, str], artifacts: str, log: Path
         conn.execute(f'create database "{database}"')
     backend = psycopg2_url(pg_url).rsplit("/", 1)[0] + f"/{database}"
     port = servers.free_port()
-    env = {**os.environ, **s3_env, "MLFLOW_DISABLE_TELEMETRY": "true"}
+    # No server-side job runner (huey consumers for GenAI judge/optimizer jobs): the project
+    # schedules its work in Dagster, and those ~8 idle processes only load a shared machine.
+    env = {**os.environ, **s3_env, "MLFLOW_DISABLE_TELEMETRY": "true",
+           "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [venv_bin("mlflow"), "server", "--backend-store-uri", backend,
