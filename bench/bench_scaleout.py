@@ -8,7 +8,7 @@ with `llmops ingest` (one `ingest_documents` run per document partition) in thre
   (c) Postgres: (a) on a throwaway PostgreSQL instance (deploy/dagster.postgres.yaml).
 
 Ratios are against (a) measured in the same invocation; no assertion on timings.
-Usage: python bench/bench_scaleout.py [--quick]
+Usage: python bench/bench_scaleout.py [--quick | --docs=N]  (50 documents; --quick: 4)
 """
 
 from __future__ import annotations
@@ -79,7 +79,8 @@ def ingest(env: dict[str, str], workers: int, n: int) -> float:
 def main(argv: list[str]) -> int:
     # SIGTERM (a timeout) still stops the cluster and the Postgres server in the finally blocks
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    n = 4 if "--quick" in argv else 50
+    docs = [a.split("=", 1)[1] for a in argv if a.startswith("--docs=")]
+    n = int(docs[-1]) if docs else 4 if "--quick" in argv else 50
     base = Path(tempfile.mkdtemp(prefix="bench-scaleout-"))
     try:
         inbox = base / "inbox"
