@@ -63,6 +63,11 @@ class _ParquetUPathIOManager(dg.UPathIOManager):
         tmp.rename(path)  # atomic on local disks: a crash never leaves a half-written partition
 
     def load_from_path(self, context: dg.InputContext, path: UPath) -> list[dict[str, Any]]:
+        if not is_local(str(path)):
+            # fsspec caches listings per process: a long-lived worker that listed the prefix
+            # before another worker wrote this partition would see it "missing" and the
+            # knowledge base would silently skip it (allow_missing_partitions).
+            path.fs.invalidate_cache(str(path))
         with path.open("rb") as fh:
             return table_to_rows(pq.read_table(fh))
 

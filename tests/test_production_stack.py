@@ -60,7 +60,11 @@ def _read_parquet_object(env: dict[str, str], key: str) -> list[dict]:
 
     from resources.storage import table_to_rows
 
-    client = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name="us-east-1")
+    client = boto3.client(
+        "s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name=env["AWS_DEFAULT_REGION"],
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+    )
     body = client.get_object(Bucket=BUCKET, Key=key)["Body"].read()
     return table_to_rows(pq.read_table(io.BytesIO(body)))
 
@@ -120,6 +124,30 @@ def test_partitioned_parquet_asset_on_s3(s3_env: dict[str, str], tmp_path: Path,
     assert {r["total"] for r in _read_parquet_object(s3_env, "parquet-test/combined.parquet")} \
         == {2}
     assert not (tmp_path / "data").exists()  # nothing fell back to the local data root
+
+    # A partition written by another process (a Dask worker) after this process listed the
+    # prefix is still loaded: a stale s3fs listing cache would skip it as "missing".
+    import boto3
+    from upath import UPath
+
+    records_dir = UPath(f"s3://{BUCKET}/parquet-test/records")
+    assert len(list(records_dir.iterdir())) == 2  # this process has listed the prefix
+    client = boto3.client("s3", endpoint_url=s3_env["AWS_ENDPOINT_URL"])
+    client.copy_object(Bucket=BUCKET, Key="parquet-test/records/doc-c.parquet",
+                       CopySource={"Bucket": BUCKET, "Key": "parquet-test/records/doc-a.parquet"})
+    wider = dg.StaticPartitionsDefinition(["doc-a", "doc-b", "doc-c"])
+    late = dg.asset(partitions_def=wider, name="records")(lambda: [])
+    result = dg.materialize([late, _combined(late)], resources={"io_manager": ParquetIOManager()},
+                            selection=["combined"])
+    assert len(result.output_for_node("combined")) == 9
+
+
+def _combined(upstream: dg.AssetsDefinition) -> dg.AssetsDefinition:
+    @dg.asset(ins={"records": dg.AssetIn(metadata={"allow_missing_partitions": True})})
+    def combined(records: dict[str, list[dict]]) -> list[dict]:
+        return [r for rows in records.values() for r in rows]
+
+    return combined
 
 
 def test_lancedb_upsert_and_search_on_s3(s3_env: dict[str, str], tmp_path: Path,
@@ -218,7 +246,7 @@ def stack(s3: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Itera
             # No `-c configs/ci.yaml`: its `execution: in_process` would override the executor;
             # the resources come from LLMOPS_ENV=ci all the same.
             for label, cmd in [
-                ("llmops ingest", [venv_bin("llmops"), "ingest", "--workers", "1"]),
+                ("llmops ingest", [venv_bin("llmops"), "ingest", "--workers", "2"]),
                 ("dagster job execute -j lifecycle",
                  [venv_bin("dagster"), "job", "execute", "-m", "pipelines.definitions",
                   "-j", "lifecycle"]),
@@ -279,8 +307,7 @@ def test_lifecycle_on_postgres_s3_and_dask(stack: dict, monkeypatch: pytest.Monk
     # Asset Parquet and LanceDB in the bucket, nothing in the local data root.
     keys = s3_keys(env, BUCKET)
     assert {f"assets/chunks/{p}.parquet" for p in partitions} <= set(keys)
-    assert "assets/instruction_dataset.parquet" in keys or any(
-        k.startswith("assets/instruction_dataset") for k in keys), keys[:40]
+    assert {f"assets/entities/{p}.parquet" for p in partitions} <= set(keys)
     assert any(k.startswith("lancedb/chunks.lance/data/") for k in keys), keys[:40]
     assert any(k.startswith("lancedb/chunks.lance/_versions/") for k in keys), keys[:40]
     data = Path(env["LLMOPS_DATA_DIR"])
@@ -297,5 +324,5 @@ def test_lifecycle_on_postgres_s3_and_dask(stack: dict, monkeypatch: pytest.Monk
             "select alias, version from registered_model_aliases where name = %s", (MODEL,)
         ).fetchall())
         finished = conn.execute("select count(*) from runs where status = 'FINISHED'").fetchone()
-    assert aliases == {"champion": 1, "challenger": 2}
+    assert {"champion": 1, "challenger": 2}.items() <= aliases.items()  # base, then LoRA
     assert finished[0] >= 2
