@@ -244,7 +244,9 @@ def stack(s3: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Itera
             env = {**env, "LLMOPS_EXECUTOR": "dask", "DASK_SCHEDULER_ADDRESS": cluster["address"]}
             steps: list[tuple[str, subprocess.CompletedProcess[str]]] = []
             # No `-c configs/ci.yaml`: its `execution: in_process` would override the executor;
-            # the resources come from LLMOPS_ENV=ci all the same.
+            # the resources come from LLMOPS_ENV=ci all the same. Two ingestion runs at once on
+            # one cluster: with dagster-dask's per-job task keys the second run "succeeded"
+            # without executing (pipelines/executors.py) and the dataset lost its documents.
             for label, cmd in [
                 ("llmops ingest", [venv_bin("llmops"), "ingest", "--workers", "2"]),
                 ("dagster job execute -j lifecycle",
