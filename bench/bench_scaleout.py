@@ -8,7 +8,7 @@ with `llmops ingest` (one `ingest_documents` run per document partition) in thre
   (c) Postgres: (a) on a throwaway PostgreSQL instance (deploy/dagster.postgres.yaml).
 
 Ratios are against (a) measured in the same invocation; no assertion on timings.
-Usage: python bench/bench_scaleout.py [--quick]
+Usage: python bench/bench_scaleout.py [--quick | --docs=N]  (50 documents; --quick: 4)
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests import postgres_server  # noqa: E402
+from tests.production_stack import dask_cluster  # noqa: E402
 
 TOPICS = ["pumping", "tariffs", "leak repair", "reservoirs", "desalination", "metering", "billing"]
 
@@ -34,12 +34,6 @@ TOPICS = ["pumping", "tariffs", "leak repair", "reservoirs", "desalination", "me
 def _bin(name: str) -> str:
     exe = Path(sys.executable).with_name(name)
     return str(exe) if exe.exists() else name
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def make_inbox(path: Path, n: int) -> None:
@@ -82,40 +76,11 @@ def ingest(env: dict[str, str], workers: int, n: int) -> float:
     return elapsed
 
 
-def dask_cluster(env: dict[str, str], logs: Path) -> tuple[str, list[subprocess.Popen]]:
-    from distributed import Client
-
-    port = _free_port()
-    address = f"tcp://127.0.0.1:{port}"
-    common = ["--host", "127.0.0.1", "--no-dashboard"]
-    commands = [["scheduler", "--port", str(port), *common]] + [
-        ["worker", address, "--nthreads", "1", "--no-nanny", "--name", f"w{i}", *common]
-        for i in range(2)
-    ]
-    procs = []
-    for i, args in enumerate(commands):
-        log = (logs / f"dask-{i}.log").open("w")
-        procs.append(subprocess.Popen([_bin("dask"), *args], cwd=ROOT, env=env, stdout=log,
-                                      stderr=subprocess.STDOUT))
-    with Client(address, timeout=120) as client:
-        client.wait_for_workers(2, timeout=120)
-    return address, procs
-
-
-def stop(procs: list[subprocess.Popen]) -> None:
-    for proc in reversed(procs):
-        proc.terminate()
-    for proc in procs:
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
-
 def main(argv: list[str]) -> int:
     # SIGTERM (a timeout) still stops the cluster and the Postgres server in the finally blocks
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    n = 4 if "--quick" in argv else 50
+    docs = [a.split("=", 1)[1] for a in argv if a.startswith("--docs=")]
+    n = int(docs[-1]) if docs else 4 if "--quick" in argv else 50
     base = Path(tempfile.mkdtemp(prefix="bench-scaleout-"))
     try:
         inbox = base / "inbox"
@@ -134,12 +99,9 @@ def main(argv: list[str]) -> int:
             print(f"(b) SKIPPED: dask scale-out needs {err.name} (not installed)")
         else:
             env = workspace(base, "dask", inbox, sqlite_yaml)
-            address, procs = dask_cluster(env, base)
-            try:
-                env |= {"LLMOPS_EXECUTOR": "dask", "DASK_SCHEDULER_ADDRESS": address}
+            with dask_cluster(env, base / "dask-logs", workers=2) as cluster:
+                env |= {"LLMOPS_EXECUTOR": "dask", "DASK_SCHEDULER_ADDRESS": cluster["address"]}
                 dask = ingest(env, workers=2, n=n)
-            finally:
-                stop(procs)
             print(f"(b) Dask cluster, 2 workers           {dask:7.1f}s  "
                   f"speed-up x{baseline / dask:.2f} vs (a)")
 

@@ -114,7 +114,11 @@ class VectorStore:
     ) -> None:
         import lancedb
 
+        from llmops.paths import object_store_options
+
         self.uri = str(uri)
+        if storage_options is None:  # S3 endpoint / plain-HTTP opt-in from the AWS_* variables
+            storage_options = object_store_options(self.uri)
         self.table_name = table
         self.nprobes = nprobes
         self.refine_factor = refine_factor

@@ -44,6 +44,28 @@ def _let_dask_pass_dagster_records() -> None:
 
     parse_input._passes_dagster_records = True  # type: ignore[attr-defined]
     distributed.client.parse_input = parse_input
+    _give_dask_tasks_run_unique_keys()
+
+
+def _give_dask_tasks_run_unique_keys() -> None:
+    """Fix: dagster-dask 0.29 names each task `<job>.<step>`, and Dask returns the result of a
+    task already known under that key, so a second run of the same job on a shared cluster at
+    the same time (two `ingest_documents` partitions) "succeeds" without executing its steps.
+    The run id goes into the key (tests/test_production_stack.py runs two at once)."""
+    import distributed
+    from dagster_dask.executor import query_on_dask_worker
+
+    original = distributed.Client.submit
+    if getattr(original, "_run_unique_keys", False):
+        return
+
+    def submit(self: Any, func: Any, *args: Any, key: Any = None, **kwargs: Any) -> Any:
+        if func is query_on_dask_worker and key is not None and len(args) > 2:
+            key = f"{key}.{args[2].run_id}"  # args: dependencies, job, the DagsterRun, ...
+        return original(self, func, *args, key=key, **kwargs)
+
+    submit._run_unique_keys = True  # type: ignore[attr-defined]
+    distributed.Client.submit = submit
 
 
 def _base_executor(name: str) -> dg.ExecutorDefinition:

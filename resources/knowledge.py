@@ -40,13 +40,22 @@ class EmbedderResource(dg.ConfigurableResource):
 
 
 class VectorStoreResource(dg.ConfigurableResource):
-    """LanceDB: a local folder by default, an object-store URI (s3://, gs://, az://) by config."""
+    """LanceDB: a local folder by default, an object-store URI (s3://, gs://, az://) by config.
 
-    uri: str | None = None  # default: $LLMOPS_DATA_DIR/lancedb
+    Credentials come from the environment (``AWS_ACCESS_KEY_ID``...), read by LanceDB itself;
+    ``storage_options`` adds or overrides LanceDB object-store keys (``aws_endpoint``,
+    ``allow_http``, ``aws_region``...) over those derived from ``AWS_ENDPOINT_URL``.
+    """
+
+    uri: str | None = None  # default: $LLMOPS_LANCEDB_URI, else $LLMOPS_DATA_DIR/lancedb
     table: str = "chunks"
     ann_min_rows: int = 5000
+    storage_options: dict[str, str] = {}
 
     def open(self, dim: int | None = None) -> VectorStore:
+        from llmops.paths import object_store_options
         from llmops.vectorstore import VectorStore
 
-        return VectorStore(under_data_root(self.uri, "lancedb"), table=self.table, dim=dim)
+        uri = under_data_root(self.uri, "lancedb")
+        options = {**(object_store_options(uri) or {}), **self.storage_options} or None
+        return VectorStore(uri, table=self.table, dim=dim, storage_options=options)

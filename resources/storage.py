@@ -10,7 +10,7 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from llmops.paths import under_data_root
+from llmops.paths import is_local, under_data_root
 
 if TYPE_CHECKING:
     from upath import UPath
@@ -52,12 +52,22 @@ class _ParquetUPathIOManager(dg.UPathIOManager):
                 f"{context.asset_key.to_user_string()}: the Parquet IO manager stores a list of "
                 f"records or a record, got {type(obj).__name__}"
             )
+        table = rows_to_table(obj)
+        if not is_local(str(path)):
+            with path.open("wb") as fh:  # one PUT: an object store never shows half an object
+                pq.write_table(table, fh)
+            return
         tmp = path.with_name(path.name + ".tmp")
         with tmp.open("wb") as fh:
-            pq.write_table(rows_to_table(obj), fh)
+            pq.write_table(table, fh)
         tmp.rename(path)  # atomic on local disks: a crash never leaves a half-written partition
 
     def load_from_path(self, context: dg.InputContext, path: UPath) -> list[dict[str, Any]]:
+        if not is_local(str(path)):
+            # fsspec caches listings per process: a long-lived worker that listed the prefix
+            # before another worker wrote this partition would see it "missing" and the
+            # knowledge base would silently skip it (allow_missing_partitions).
+            path.fs.invalidate_cache(str(path))
         with path.open("rb") as fh:
             return table_to_rows(pq.read_table(fh))
 
@@ -78,11 +88,19 @@ class _ParquetUPathIOManager(dg.UPathIOManager):
 
 
 class ParquetIOManager(dg.ConfigurableIOManagerFactory):
-    """Stores list-of-record outputs as Parquet under ``base_dir`` (local path or fsspec URL)."""
+    """Stores list-of-record outputs as Parquet under ``base_dir`` (local path or fsspec URL).
+
+    ``base_dir`` unset: ``$LLMOPS_ASSETS_URI`` (e.g. ``s3://bucket/assets``), else
+    ``$LLMOPS_DATA_DIR/assets``. On S3 the credentials and endpoint come from the environment
+    as boto3 reads them (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_ENDPOINT_URL``
+    for S3-compatible stores); ``storage_options`` passes anything else to the fsspec filesystem.
+    """
 
     base_dir: str | None = None
+    storage_options: dict[str, Any] = {}
 
     def create_io_manager(self, context: dg.InitResourceContext) -> _ParquetUPathIOManager:
         from upath import UPath
 
-        return _ParquetUPathIOManager(base_path=UPath(under_data_root(self.base_dir, "assets")))
+        base = UPath(under_data_root(self.base_dir, "assets"), **self.storage_options)
+        return _ParquetUPathIOManager(base_path=base)

@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
-import sys
-from pathlib import Path
 
 import dagster as dg
 import pytest
 
 from tests.conftest import REPO_ROOT
+from tests.production_stack import dask_cluster, venv_bin
 
 pytestmark = pytest.mark.slow
 
@@ -25,24 +23,6 @@ DOCS = {
     "tariff.txt": "From March the water tariff rises by four percent for households in Amman.",
     "leaks.txt": "Leak detection crews repaired 120 mains breaks in 2024, mostly in old cast iron.",
 }
-
-
-def _bin(name: str) -> str:
-    exe = Path(sys.executable).parent / name
-    return str(exe) if exe.exists() else name
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_for_workers(address: str, n: int, timeout: float = 120) -> None:
-    from distributed import Client
-
-    with Client(address, timeout=timeout) as client:
-        client.wait_for_workers(n, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -69,59 +49,15 @@ def workspace(tmp_path_factory) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def cluster(workspace, tmp_path_factory):
-    logs = tmp_path_factory.mktemp("dask_logs")
-    port = _free_port()
-    address = f"tcp://127.0.0.1:{port}"
-    env = workspace
-    procs = []
-
-    def spawn(name: str, args: list[str]) -> subprocess.Popen:
-        log = (logs / f"{name}.log").open("w")
-        proc = subprocess.Popen(
-            [_bin("dask"), *args], cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-        )
-        procs.append(proc)
-        return proc
-
-    try:
-        spawn(
-            "scheduler", ["scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"]
-        )
-        workers = [
-            spawn(
-                f"worker{i}",
-                [
-                    "worker",
-                    address,
-                    "--host",
-                    "127.0.0.1",
-                    "--nthreads",
-                    "1",
-                    "--no-nanny",
-                    "--no-dashboard",
-                    "--name",
-                    f"w{i}",
-                ],
-            )
-            for i in range(2)
-        ]
-        _wait_for_workers(address, 2)
-        yield {"address": address, "worker_pids": {p.pid for p in workers}, "logs": logs}
-    finally:
-        for proc in reversed(procs):
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+    with dask_cluster(workspace, tmp_path_factory.mktemp("dask_logs")) as info:
+        yield info
 
 
 def test_ingest_documents_runs_on_the_dask_cluster(cluster, workspace, monkeypatch):
     env = {**workspace, "LLMOPS_EXECUTOR": "dask", "DASK_SCHEDULER_ADDRESS": cluster["address"]}
     home = workspace["DAGSTER_HOME"]
     proc = subprocess.run(
-        [_bin("llmops"), "ingest", "--workers", "1"],
+        [venv_bin("llmops"), "ingest", "--workers", "1"],
         cwd=REPO_ROOT,
         env=env,
         capture_output=True,
