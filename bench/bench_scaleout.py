@@ -26,14 +26,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests import postgres_server  # noqa: E402
-from tests.production_stack import dask_cluster  # noqa: E402
+from tests.production_stack import dask_cluster, venv_bin  # noqa: E402
 
 TOPICS = ["pumping", "tariffs", "leak repair", "reservoirs", "desalination", "metering", "billing"]
-
-
-def _bin(name: str) -> str:
-    exe = Path(sys.executable).with_name(name)
-    return str(exe) if exe.exists() else name
 
 
 def make_inbox(path: Path, n: int) -> None:
@@ -67,7 +62,7 @@ def workspace(base: Path, name: str, inbox: Path, instance_yaml: Path) -> dict[s
 def ingest(env: dict[str, str], workers: int, n: int) -> float:
     started = time.perf_counter()
     proc = subprocess.run(
-        [_bin("llmops"), "ingest", "--workers", str(workers)],
+        [venv_bin("llmops"), "ingest", "--workers", str(workers)],
         cwd=ROOT, env=env, capture_output=True, text=True,
     )
     elapsed = time.perf_counter() - started

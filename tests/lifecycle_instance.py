@@ -108,7 +108,9 @@ _CACHE: dict[Path, LifecycleInstance] = {}
 
 
 def venv_bin(name: str) -> str:
-    return str(Path(sys.executable).with_name(name))
+    """An entry point of this interpreter's environment, else whatever is on PATH."""
+    exe = Path(sys.executable).with_name(name)
+    return str(exe) if exe.exists() else name
 
 
 def fresh_workspace(root: Path, documents: Iterable[Path] = ()) -> dict[str, str]:

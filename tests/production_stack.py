@@ -15,12 +15,7 @@ from pathlib import Path
 
 from tests import servers
 from tests.conftest import REPO_ROOT
-
-
-def venv_bin(name: str) -> str:
-    """An entry point of this interpreter's environment, else whatever is on PATH."""
-    exe = Path(sys.executable).parent / name
-    return str(exe) if exe.exists() else name
+from tests.lifecycle_instance import venv_bin
 
 
 def has_bin(name: str) -> bool:

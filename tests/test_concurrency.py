@@ -23,6 +23,7 @@ import pytest
 from tests import postgres_server
 from tests.conftest import REPO_ROOT
 from tests.lifecycle_instance import venv_bin
+from tests.production_stack import psycopg2_url
 
 pytestmark = [
     pytest.mark.slow,
@@ -46,11 +47,6 @@ LIFECYCLE_ASSETS = ["instruction_dataset", "base_model", "finetuned_model"]
 TRAINING_STEPS = ("base_model", "finetuned_model")
 
 
-def _psycopg2(url: str) -> str:
-    # dagster-postgres and MLflow speak psycopg2; SQLAlchemy 2.1 defaults postgresql:// to psycopg 3
-    return url.replace("postgresql://", "postgresql+psycopg2://")
-
-
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
     """Postgres-backed DAGSTER_HOME and MLflow, the first corpus ingested beforehand."""
@@ -60,7 +56,7 @@ def workspace(tmp_path_factory):
     with postgres_server.postgres_server() as url:
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("create database mlflow")
-        mlflow_uri = _psycopg2(url.rsplit("/", 1)[0] + "/mlflow")
+        mlflow_uri = psycopg2_url(url.rsplit("/", 1)[0] + "/mlflow")
         home = root / "dagster_home"
         home.mkdir()
         shutil.copy(REPO_ROOT / "deploy" / "dagster.postgres.yaml", home / "dagster.yaml")
@@ -71,7 +67,7 @@ def workspace(tmp_path_factory):
         env = {
             **os.environ,
             "DAGSTER_HOME": str(home),
-            "DAGSTER_POSTGRES_URL": _psycopg2(url),
+            "DAGSTER_POSTGRES_URL": psycopg2_url(url),
             "LLMOPS_ENV": "ci",
             "LLMOPS_INBOX": str(inbox),
             "LLMOPS_DATA_DIR": str(root / "data"),

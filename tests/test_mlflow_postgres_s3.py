@@ -7,10 +7,6 @@ artifacts in the S3 bucket with boto3.
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,17 +14,16 @@ import pytest
 
 from llmops.base_model import BaseModelInfo
 from llmops.training import TrainConfig, TrainResult, train_lora
-from tests import postgres_server, servers
+from tests import postgres_server, production_stack, servers
 from tests.training_data import shared_dataset, shared_tiny_base
 
 MODEL = "llmops-prod-assistant"
 BUCKET = "llmops-artifacts"
-MLFLOW_BIN = Path(sys.executable).parent / "mlflow"
 
 pytestmark = [
     pytest.mark.postgres,
     pytest.mark.skipif(not postgres_server.available(), reason="PostgreSQL binaries not found"),
-    pytest.mark.skipif(not MLFLOW_BIN.exists() and not shutil.which("mlflow"),
+    pytest.mark.skipif(not production_stack.has_bin("mlflow"),
                        reason="the mlflow CLI (mlflow server) is not installed"),
 ]
 
@@ -48,31 +43,9 @@ def pg_url() -> Iterator[str]:
 @pytest.fixture(scope="module")
 def mlflow_server(pg_url: str, s3: dict[str, str], tmp_path_factory) -> Iterator[str]:
     """`mlflow server` on the Postgres backend, artifacts proxied to s3://BUCKET/mlflow."""
-    import psycopg
-
-    with psycopg.connect(pg_url, autocommit=True) as conn:
-        conn.execute("create database mlflow")
-    backend = pg_url.replace("postgresql://", "postgresql+psycopg2://").rsplit("/", 1)[0]
-    port = servers.free_port()
-    env = {**os.environ, **s3, "MLFLOW_DISABLE_TELEMETRY": "true"}
     log = tmp_path_factory.mktemp("mlflow-server") / "server.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [str(MLFLOW_BIN) if MLFLOW_BIN.exists() else "mlflow", "server",
-             "--backend-store-uri", f"{backend}/mlflow",
-             "--artifacts-destination", f"s3://{BUCKET}/mlflow",
-             "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-            env=env, stdout=out, stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        try:
-            servers.wait_http(f"{url}/health", proc)
-        except Exception as exc:
-            raise RuntimeError(f"mlflow server failed: {log.read_text()[-3000:]}") from exc
+    with production_stack.mlflow_server(pg_url, s3, f"s3://{BUCKET}/mlflow", log) as url:
         yield url
-    finally:
-        servers.stop(proc)
 
 
 @pytest.fixture(scope="module")
