@@ -36,14 +36,19 @@ def sync_document_partitions(
     which ``restore_removed_documents`` undoes."""
     from llmops.ingestion.docstore import removal_refused, removal_report
 
-    current = set(docs.inbox_files())
+    files = docs.inbox_files()
+    current = set(files)
     existing = set(instance.get_dynamic_partitions(documents_partitions.name))
     added, removed = sorted(current - existing), sorted(existing - current)
+    # A new version of a file replaces its old key; only keys whose file is gone from the
+    # listing count against the guard (a re-export of every document is not a mass deletion).
+    paths = {f.path for f in files.values()}
+    gone = [k for k in removed if (docs.inbox_index.document(k) or {}).get("path") not in paths]
     allow = docs.allow_mass_removal if allow_mass_removal is None else allow_mass_removal
-    over = removal_refused(len(existing), len(removed), docs.max_removal_share)
+    over = removal_refused(len(existing), len(gone), docs.max_removal_share)
     if over and not allow:
-        report = removal_report(docs.inbox, removed, len(existing), docs.max_removal_share)
-        return PartitionSync(added=[], removed=[], current=sorted(existing), refused=removed,
+        report = removal_report(docs.inbox, gone, len(existing), docs.max_removal_share)
+        return PartitionSync(added=[], removed=[], current=sorted(existing), refused=gone,
                              report=report)
     if removed:
         records = [docs.inbox_index.document(k) or {"doc_id": k} for k in removed]

@@ -190,6 +190,28 @@ def test_empty_or_typod_s3_listing_deletes_nothing_until_overridden(s3, bucket, 
         assert _docs(tmp_path, "x", allow_mass_removal=True).allow_mass_removal
 
 
+def test_new_versions_of_every_file_are_not_a_mass_removal(tmp_path) -> None:
+    """Re-exporting every document replaces each key at the same path: nothing is gone, so the
+    guard lets it through (only keys whose file left the listing count)."""
+    from assets.partitions import sync_document_partitions
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    for name, data in DOCS.items():
+        (inbox / name).write_bytes(data)
+    docs = _docs(tmp_path, str(inbox))
+    with dg.instance_for_test() as instance:
+        old = set(sync_document_partitions(instance, docs).added)
+        for name, data in DOCS.items():
+            (inbox / name).write_bytes(data + b"Revised.\n")
+        sync = sync_document_partitions(instance, docs)
+        assert not sync.refused and set(sync.removed) == old and len(sync.added) == len(old)
+        (inbox / "report-0.txt").unlink()
+        (inbox / "report-1.txt").unlink()
+        (inbox / "report-2.txt").unlink()
+        assert sync_document_partitions(instance, docs).refused  # 3 of 4 gone: refused
+
+
 def test_cli_ingest_refuses_with_a_clear_error(s3, bucket, tmp_path, monkeypatch) -> None:
     from typer.testing import CliRunner
 

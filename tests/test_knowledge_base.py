@@ -70,8 +70,7 @@ class World:
     def sync(self, instance: dg.DagsterInstance):
         from assets.partitions import sync_document_partitions
 
-        # a change plus a deletion drops 2 of 3 keys: over the mass-removal guard, deliberately
-        return sync_document_partitions(instance, self.resources["docs"], allow_mass_removal=True)
+        return sync_document_partitions(instance, self.resources["docs"])
 
     def ingest(self, instance: dg.DagsterInstance, key: str) -> dg.ExecuteInProcessResult:
         from assets.checks import chunks_well_formed, pages_have_text
