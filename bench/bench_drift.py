@@ -18,11 +18,13 @@ import argparse
 import os
 import re
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from timing import best_of  # noqa: E402
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -44,15 +46,6 @@ def text_pool(n: int) -> list[str]:
     return list(dict.fromkeys(out))[:n]
 
 
-def timed(fn, repeats: int = 1) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        started = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - started)
-    return best
-
-
 def scale(sizes: list[int], embedder) -> None:
     import numpy as np
 
@@ -66,8 +59,8 @@ def scale(sizes: list[int], embedder) -> None:
         precomputed = CachedEmbedder(embedder.encode,
                                      known={t: rng.normal(size=embedder.dim) for t in pool})
         embed = CachedEmbedder(embedder.encode)
-        only = timed(lambda r=reference, c=current, e=precomputed: detect_drift(r, c, embed=e))
-        full = timed(lambda r=reference, c=current, e=embed: detect_drift(r, c, embed=e))
+        only = best_of(lambda r=reference, c=current, e=precomputed: detect_drift(r, c, embed=e))
+        full = best_of(lambda r=reference, c=current, e=embed: detect_drift(r, c, embed=e))
         print(f"{n:>10}{only:>11.2f}s{full:>19.2f}s{embed.encoded:>10}")
 
 
@@ -84,10 +77,10 @@ def incremental(embedder, docs: int = 100, chunks_per_doc: int = 10) -> None:
         return ref, cur
 
     cold = CachedEmbedder(embedder.encode)
-    full = timed(lambda: detect_drift(*window(docs), embed=cold))
+    full = best_of(lambda: detect_drift(*window(docs), embed=cold))
     stored = dict(cold.known)  # what the knowledge base holds after indexing the 100 documents
     warm = CachedEmbedder(embedder.encode, known=stored)
-    again = timed(lambda: detect_drift(*window(docs + 1), embed=warm))
+    again = best_of(lambda: detect_drift(*window(docs + 1), embed=warm))
     print(f"\nincremental re-run, {docs} documents x {chunks_per_doc} chunks + 1 new document:")
     print(f"  full run {full:.2f}s ({cold.encoded} texts embedded), re-run {again:.2f}s "
           f"({warm.encoded} embedded): {again / full:.1%} of a full run (aim <= 5%)")

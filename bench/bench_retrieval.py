@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import tempfile
 import time
@@ -26,12 +25,9 @@ import pyarrow as pa
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from timing import percentile  # noqa: E402
+
 from llmops.vectorstore import SEARCH_MODES, VectorStore  # noqa: E402
-
-
-def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)]
 
 
 def synthetic_table(n: int, dim: int, rng: np.random.Generator) -> tuple[pa.Table, np.ndarray]:
@@ -81,7 +77,7 @@ def bench_latency(n: int, n_queries: int, dim: int = 384) -> dict[str, tuple[flo
                 started = time.perf_counter()
                 store.search(text, vector, k=5, mode=mode)
                 times[mode].append((time.perf_counter() - started) * 1000)
-    out = {m: (_pct(t, 0.5), _pct(t, 0.95)) for m, t in times.items()}
+    out = {m: (percentile(t, 0.5), percentile(t, 0.95)) for m, t in times.items()}
     print(
         f"[latency] {n} rows, dim {dim}, {n_queries} queries interleaved, k=5 "
         f"(load + indexes {build_s:.1f}s; ANN {report['ann']})"

@@ -23,12 +23,14 @@ import argparse
 import json
 import re
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from timing import best_of  # noqa: E402
+
 LABELS = ROOT / "tests" / "fixtures" / "text_labels" / "sentences.json"
 
 Splitter = Callable[[str], list[str]]
@@ -73,15 +75,6 @@ def paragraphs(n: int) -> list[str]:
     return out[:n]
 
 
-def timed(fn: Callable[[], object], repeats: int = 3) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        started = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - started)
-    return best
-
-
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="300 corpus paragraphs, not 1,000")
@@ -115,8 +108,8 @@ def main() -> int:
                 right[key][1] += 1
             if not ok and args.verbose:
                 print(f"  miss [{name}] {case['tag']}: {split(text)}")
-        labelled = timed(lambda split=split: [split(t) for t in texts])
-        per_corpus = timed(lambda split=split: [split(p) for p in corpus], repeats=1)
+        labelled = best_of(lambda split=split: [split(t) for t in texts], repeats=3)
+        per_corpus = best_of(lambda split=split: [split(p) for p in corpus], repeats=1)
         per_1k = per_corpus / len(corpus) * 1000
         baseline = baseline or per_corpus
         acc = {k: f"{v[0] / v[1]:.0%}" for k, v in right.items()}

@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench_retrieval import synthetic_table  # noqa: E402
+from timing import percentile  # noqa: E402
 
 from llmops.embedding import Embedder, embed_missing  # noqa: E402
 from llmops.retrieval_eval import evaluate_retrieval, format_table, load_labelled  # noqa: E402
@@ -37,11 +38,6 @@ from llmops.vectorstore import VectorStore  # noqa: E402
 
 CORPUS = Path(os.environ.get("LLMOPS_SHARED_CORPUS", ROOT.parent / "shared" / "corpus"))
 MAX_TOKENS, OVERLAP_TOKENS = 200, 24  # configs/local.yaml structuring defaults
-
-
-def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)]
 
 
 def _document_id(data: bytes, name: str) -> str:
@@ -146,7 +142,7 @@ def _latencies(store: VectorStore, queries: list[tuple[str, np.ndarray, int]], m
         hits = store.search(text, vector, k=5, mode=mode)
         times.append((time.perf_counter() - started) * 1000)
         top1 += bool(hits) and hits[0]["chunk_id"] == f"{target:016x}"
-    return _pct(times, 0.5), _pct(times, 0.95), top1 / len(queries)
+    return percentile(times, 0.5), percentile(times, 0.95), top1 / len(queries)
 
 
 def bench_search(n: int, n_queries: int, dim: int = 384) -> None:
