@@ -53,26 +53,35 @@ def synthetic_table(n: int, dim: int, rng: np.random.Generator) -> tuple[pa.Tabl
     return pa.table(columns), vectors  # the store adds search_text and casts to its schema
 
 
+def synthetic_queries(
+    table: pa.Table, vectors: np.ndarray, n_queries: int, rng: np.random.Generator
+) -> list[tuple[str, np.ndarray, int]]:
+    """(last 4 words, noisy unit vector, row) of ``n_queries`` distinct rows: both parts of a
+    hybrid query point at the same source row."""
+    texts = table.column("text").to_pylist()
+    queries = []
+    for target in rng.choice(len(texts), size=n_queries, replace=False):
+        noisy = vectors[target] + rng.normal(scale=0.03, size=vectors.shape[1]).astype(np.float32)
+        words = texts[target].split()
+        queries.append((" ".join(words[-4:]), noisy / np.linalg.norm(noisy), int(target)))
+    return queries
+
+
 def bench_latency(n: int, n_queries: int, dim: int = 384) -> dict[str, tuple[float, float]]:
     rng = np.random.default_rng(7)
     table, vectors = synthetic_table(n, dim, rng)
-    texts = table.column("text").to_pylist()
-    queries = []
-    for target in rng.choice(n, size=n_queries, replace=False):
-        noisy = vectors[target] + rng.normal(scale=0.03, size=dim).astype(np.float32)
-        words = texts[target].split()
-        queries.append((" ".join(words[-4:]), noisy / np.linalg.norm(noisy)))
+    queries = synthetic_queries(table, vectors, n_queries, rng)
     with tempfile.TemporaryDirectory() as tmp:
         store = VectorStore(tmp, dim=dim)
         started = time.perf_counter()
         store.upsert(table)
         report = store.ensure_indexes(min_rows_for_ann=min(n, 5000))
         build_s = time.perf_counter() - started
-        for text, vector in queries[:5]:  # warm caches and the thread pool
+        for text, vector, _ in queries[:5]:  # warm caches and the thread pool
             for mode in SEARCH_MODES:
                 store.search(text, vector, k=5, mode=mode)
         times: dict[str, list[float]] = {m: [] for m in SEARCH_MODES}
-        for text, vector in queries:
+        for text, vector, _ in queries:
             for mode in SEARCH_MODES:
                 started = time.perf_counter()
                 store.search(text, vector, k=5, mode=mode)

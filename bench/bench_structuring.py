@@ -29,7 +29,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench_retrieval import synthetic_table  # noqa: E402
+from bench_retrieval import synthetic_queries, synthetic_table  # noqa: E402
 from timing import percentile  # noqa: E402
 
 from llmops.embedding import Embedder, embed_missing  # noqa: E402
@@ -148,12 +148,7 @@ def _latencies(store: VectorStore, queries: list[tuple[str, np.ndarray, int]], m
 def bench_search(n: int, n_queries: int, dim: int = 384) -> None:
     rng = np.random.default_rng(7)
     table, vectors = synthetic_table(n, dim, rng)
-    texts = table.column("text").to_pylist()
-    queries = []
-    for target in rng.choice(n, size=n_queries, replace=False):
-        noisy = vectors[target] + rng.normal(scale=0.03, size=dim).astype(np.float32)
-        words = texts[target].split()
-        queries.append((" ".join(words[-4:]), noisy / np.linalg.norm(noisy), int(target)))
+    queries = synthetic_queries(table, vectors, n_queries, rng)
     with tempfile.TemporaryDirectory() as tmp:
         store = VectorStore(tmp, dim=dim)
         started = time.perf_counter()

@@ -61,19 +61,15 @@ class DocumentStoreResource(dg.ConfigurableResource):
     def inbox_index(self) -> InboxIndex:
         from llmops.ingestion.docstore import InboxIndex
 
-        path = under_data_root(self.index_path, "inbox_index.sqlite")
-        if "://" in path:
-            raise ValueError(f"index_path must be a local file (SQLite), got {path!r}")
-        return InboxIndex(path)
+        return InboxIndex(_local_file("index_path", self.index_path, "inbox_index.sqlite"))
 
     @cached_property
     def removal_log(self) -> RemovalLog:
         from llmops.ingestion.docstore import RemovalLog
 
-        path = under_data_root(self.removal_log_path, "partition_removals.jsonl")
-        if "://" in path:
-            raise ValueError(f"removal_log_path must be a local file, got {path!r}")
-        return RemovalLog(path)
+        return RemovalLog(
+            _local_file("removal_log_path", self.removal_log_path, "partition_removals.jsonl")
+        )
 
     def inbox_files(self) -> dict[str, InboxFile]:
         """Current inbox content by document id (the partition key)."""
@@ -111,3 +107,12 @@ class DocumentStoreResource(dg.ConfigurableResource):
             ),
             allow_retries=False,
         )
+
+
+def _local_file(field: str, configured: str | None, default: str) -> str:
+    """``configured`` or ``default`` under the data root; SQLite and the removal log need a
+    local file (their appends and locks do not exist on object stores)."""
+    path = under_data_root(configured, default)
+    if "://" in path:
+        raise ValueError(f"{field} must be a local file, got {path!r}")
+    return path
