@@ -6,6 +6,12 @@ stacked-row splitting, column reading order, Arabic reordering, normalisation, l
 the interesting number is the ratio: the goal is >= 0.9x the baseline's pages/s on one process.
 Two worker processes parallelise across documents, as Dagster's multiprocess executor does.
 
+Parallel speed-up (goal >= 1.7x for 2 workers) is only meaningful against what the machine gives
+*now*: on a shared VM a second core may be half-taken by a neighbour. So the same run times a
+pure-CPU calibration task (no I/O, no shared state: perfectly parallel) on the same two pools,
+interleaved with the ingestion rounds, and prints its speed-up as the machine's ceiling and the
+ingestion speed-up as a share of it (parallel efficiency).
+
 Prints "name: value" lines; asserts nothing about time.
 """
 
@@ -95,6 +101,38 @@ def _warm(_: int) -> int:
     return 0
 
 
+def _spin(n: int) -> int:
+    """Calibration: pure-Python arithmetic, no I/O and nothing shared between workers."""
+    total = 0
+    for i in range(n):
+        total += i * i % 7
+    return total
+
+
+def parallel_speedup(fn, tasks: list, repeats: int) -> dict[str, float]:
+    """Best-of wall times of ``tasks`` on 1 and on 2 worker processes, and of the calibration
+    task on the same pools, in alternating rounds so machine noise hits all four alike."""
+    spins = [1_500_000] * 8
+    times: dict[str, list[float]] = {"ingest_1": [], "ingest_2": [], "spin_1": [], "spin_2": []}
+    pools = {w: ProcessPoolExecutor(w, initializer=_init_worker) for w in (1, 2)}
+    try:
+        for w, pool in pools.items():
+            list(pool.map(_warm, range(w)))
+        for _ in range(repeats):
+            for w, pool in pools.items():
+                for name, func, work in (("ingest", fn, tasks), ("spin", _spin, spins)):
+                    start = time.perf_counter()
+                    list(pool.map(func, work))
+                    times[f"{name}_{w}"].append(time.perf_counter() - start)
+    finally:
+        for pool in pools.values():
+            pool.shutdown()
+    best = {k: min(v) for k, v in times.items()}
+    speedup = best["ingest_1"] / best["ingest_2"]
+    ceiling = best["spin_1"] / best["spin_2"]
+    return {**best, "speedup": speedup, "ceiling": ceiling, "efficiency": speedup / ceiling}
+
+
 def _time(fn, docs, repeats: int, pool: ProcessPoolExecutor | None = None) -> tuple[float, int]:
     times, pages = [], 0
     for _ in range(repeats):
@@ -112,6 +150,7 @@ def _time(fn, docs, repeats: int, pool: ProcessPoolExecutor | None = None) -> tu
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one repetition instead of three")
+    parser.add_argument("--parallel-only", action="store_true", help="only the 1 vs 2 workers part")
     args = parser.parse_args(argv)
     if not (CORPUS / "pdfs").is_dir():
         print(f"skipped: no corpus at {CORPUS}")
@@ -120,18 +159,22 @@ def main(argv: list[str] | None = None) -> int:
     repeats = 1 if args.quick else 3
     _warm(0)
     ours(docs[0])  # first-call costs (imports, lingua model) are not throughput
+    # per-page tasks, biggest first, 1 vs 2 worker processes set up alike (OMP_THREAD_LIMIT=1)
+    tasks = page_tasks(docs)
+    par = parallel_speedup(ours, tasks, 3 if args.quick else 7)
+    print(f"page_tasks: {len(tasks)}")
+    print(f"page_tasks_1_worker_best_s: {par['ingest_1']:.2f}")
+    print(f"page_tasks_2_workers_best_s: {par['ingest_2']:.2f}")
+    print(f"speedup_2_workers_vs_1_page_tasks: {par['speedup']:.2f}x (goal >= 1.7x)")
+    print(f"machine_ceiling_2_vs_1_pure_cpu: {par['ceiling']:.2f}x (same pools, same rounds)")
+    print(f"parallel_efficiency_vs_ceiling: {par['efficiency']:.2f}")
+    if args.parallel_only:
+        return 0
     base_s, pages = _time(baseline, docs, repeats)
     ours_s, our_pages = _time(ours, docs, repeats)
     with ProcessPoolExecutor(2) as pool:
         list(pool.map(_warm, range(2)))
         pool_s, _ = _time(ours, docs, repeats, pool)
-    # per-page tasks, biggest first, 1 vs 2 worker processes set up alike (OMP_THREAD_LIMIT=1)
-    tasks = page_tasks(docs)
-    page_s = {}
-    for workers in (1, 2):
-        with ProcessPoolExecutor(workers, initializer=_init_worker) as pool:
-            list(pool.map(_warm, range(workers)))
-            page_s[workers], _ = _time(ours, tasks, repeats, pool)
     figures_s, _ = _time(ours_with_figures, docs, 1)
     print(f"documents: {len(docs)}")
     print(f"pages: {pages}")
@@ -140,12 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"extract_document_pages_per_s: {our_pages / ours_s:.2f}")
     print(f"extract_document_2_workers_pages_per_s: {our_pages / pool_s:.2f}")
     print(f"ratio_extract_document_vs_baseline: {base_s / ours_s:.2f}x (goal >= 0.9x)")
-    print(f"speedup_2_workers_vs_1: {ours_s / pool_s:.2f}x")
+    print(f"speedup_2_workers_vs_1_documents: {ours_s / pool_s:.2f}x")
     print(f"with_figure_ocr_s: {figures_s:.2f} (text layer only: {ours_s:.2f})")
-    print(f"page_tasks: {len(tasks)}")
-    print(f"page_tasks_1_worker_s: {page_s[1]:.2f}")
-    print(f"page_tasks_2_workers_s: {page_s[2]:.2f}")
-    print(f"speedup_2_workers_vs_1_page_tasks: {page_s[1] / page_s[2]:.2f}x (goal >= 1.7x)")
     return 0
 
 

@@ -16,6 +16,11 @@ tesseract (no preprocessing, automatic layout), of the chosen settings and of th
 defaults is printed for both halves. The held-out half is never looked at while choosing.
 Then the orientation check: the held-out lines and an English page, upright and turned by
 90/180/270 degrees, read with the shipped defaults.
+
+Print from other books (``--other-print DIR [DIR ...]``): folders of ``*.png`` + ``*.gt.txt`` lines
+from printings the corpus does not hold (e.g. other books of OpenArabic/OCR_GS_Data). Plain
+tesseract, the settings chosen on the corpus half and the shipped defaults are scored on each
+folder; nothing is chosen there.
 """
 
 from __future__ import annotations
@@ -210,6 +215,28 @@ def selection_report(workers: int, quick: bool) -> dict:
     return report
 
 
+def other_print_report(dirs: list[Path], chosen: dict, workers: int, limit: int | None) -> None:
+    """CER on print the selection never saw: plain tesseract vs chosen vs shipped defaults."""
+    candidates = {"plain tesseract": PLAIN, "chosen settings": chosen, "shipped defaults": {}}
+    print(f"\nOther print (nothing chosen here), micro CER; chosen = {chosen}")
+    print(f"{'folder':<28}{'lines':>6}" + "".join(f"{n:>18}" for n in candidates) + "  def/plain")
+    totals = dict.fromkeys(candidates, 0.0)
+    for folder in dirs:
+        paths = sorted(p for p in folder.glob("*.png") if p.with_name(p.stem + ".gt.txt").is_file())
+        paths = paths[:limit] if limit else paths
+        if not paths:
+            print(f"{folder.name:<28} no *.png + *.gt.txt pairs")
+            continue
+        cers = {n: line_cer(paths, with_overrides(OcrConfig(), **cfg), workers=workers)
+                for n, cfg in candidates.items()}  # fmt: skip
+        for n in candidates:
+            totals[n] += cers[n] / len(dirs)
+        ratio = cers["shipped defaults"] / cers["plain tesseract"]
+        print(f"{folder.name[:27]:<28}{len(paths):>6}"
+              + "".join(f"{cers[n]:>18.4f}" for n in candidates) + f"{ratio:>11.2f}")  # fmt: skip
+    print(f"{'mean over folders':<34}" + "".join(f"{totals[n]:>18.4f}" for n in candidates))
+
+
 def rotation_report(held_out: list[Path], workers: int) -> None:
     """CER of the shipped defaults on upright and quarter-turned copies of unseen print."""
     from llmops.ocr import ocr_image
@@ -237,11 +264,20 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer pages and variants")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--no-ablation", action="store_true", help="only selection and rotation")
+    parser.add_argument("--no-rotation", action="store_true", help="skip the rotation check")
+    parser.add_argument(
+        "--other-print", nargs="+", type=Path, default=[], metavar="DIR",
+        help="folders of *.png + *.gt.txt lines from other printings, scored with the choice",
+    )  # fmt: skip
     args = parser.parse_args()
     print(f"tesseract {check_tesseract('eng+ara')}, workers={args.workers}")
     if ARABIC_LINES.is_dir():
         report = selection_report(args.workers, args.quick)
-        rotation_report(report["held_out_paths"][: 8 if args.quick else None], args.workers)
+        if args.other_print:
+            limit = 8 if args.quick else None
+            other_print_report(args.other_print, report["chosen"], args.workers, limit)
+        if not args.no_rotation:
+            rotation_report(report["held_out_paths"][: 8 if args.quick else None], args.workers)
     else:
         print(f"\nselection/rotation: skipped, {ARABIC_LINES} not found")
     if args.no_ablation:
