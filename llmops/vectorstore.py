@@ -481,25 +481,24 @@ class VectorStore:
         ann: bool,
         ids_only: bool = False,
     ) -> list[dict[str, Any]]:
-        """Cosine top-``limit``; with an ANN index (``ann``) ``refine_rows`` vectors are re-scored.
-        ``ids_only`` returns chunk_id, _rowid and score (no text read).
+        """Cosine top-``limit``; with an ANN index (``ann``) ``refine_rows`` full vectors are
+        re-scored (none when 0). ``ids_only`` returns only ``_rowid`` and score: no column read.
 
         Runs on LanceDB's loop, so it must not call the sync API (that would wait on itself).
         """
-        columns = ["chunk_id"] if ids_only else _RESULT_COLUMNS
         query = (
             table.query()
             .nearest_to(np.asarray(vector, dtype=np.float32))
             .column("vector")
             .distance_type("cosine")
-            .select([*columns, "_distance"])
+            .select(["_distance"] if ids_only else [*_RESULT_COLUMNS, "_distance"])
             .limit(limit)
         )
         if ids_only:
             query = query.with_row_id()
         if ann:
             query = query.nprobes(self.nprobes)
-            if self.refine_factor:
+            if self.refine_factor and refine_rows:
                 query = query.refine_factor(max(1, math.ceil(refine_rows / limit)))
         if where:
             query = query.where(where)
@@ -511,17 +510,17 @@ class VectorStore:
     async def _fts_hits(
         self, table: Any, text: str, limit: int, where: str | None, ids_only: bool = False
     ) -> list[dict[str, Any]]:
-        """BM25 top-``limit`` over ``search_text``; ``ids_only`` returns chunk_id, _rowid and score
-        (no text read). The query gets the same Arabic light stemming as the documents."""
+        """BM25 top-``limit`` over ``search_text``; ``ids_only`` returns only ``_rowid`` and score
+        (no column read). The query gets the same Arabic light stemming as the documents."""
         from llmops.arabic import search_form
 
         if not text.strip():
             return []
-        columns = ["chunk_id"] if ids_only else _RESULT_COLUMNS
         query = table.query().nearest_to_text(search_form(text), columns="search_text")
-        query = query.select([*columns, "_score"]).limit(limit)
+        query = query.select(["_score"] if ids_only else [*_RESULT_COLUMNS, "_score"])
         if ids_only:
             query = query.with_row_id()
+        query = query.limit(limit)
         if where:
             query = query.where(where)
         hits = (await query.to_arrow()).to_pylist()
@@ -529,50 +528,47 @@ class VectorStore:
             h["score"] = float(h.pop("_score"))
         return hits
 
-    async def _rows_for(
-        self, table: Any, row_ids: Mapping[str, int]
-    ) -> dict[str, dict[str, Any]]:
-        """Result columns of the winning chunks (``chunk_id -> _rowid``): one take by row id."""
-        if not row_ids:
-            return {}
-        taken = table.take_row_ids(list(row_ids.values())).select(_RESULT_COLUMNS)
-        out = {r["chunk_id"]: r for r in (await taken.to_arrow()).to_pylist()}
-        out = {c: r for c, r in out.items() if c in row_ids}
-        missing = sorted(set(row_ids) - set(out))
-        if missing:  # a write moved the rows between query and take: look them up by id
-            query = table.query().where(_in_clause("chunk_id", missing)).select(_RESULT_COLUMNS)
-            out.update({r["chunk_id"]: r for r in (await query.to_arrow()).to_pylist()})
-        return out
-
     async def _hybrid_hits(
-        self, table: Any, text: str, vector: Any, k: int, depth: int, where: str | None, ann: bool
-    ) -> list[dict[str, Any]]:
-        """RRF of both parts, queried concurrently for ids only; the k winners are read after.
+        self,
+        table: Any,
+        text: str,
+        vector: Any,
+        k: int,
+        depth: int,
+        where: str | None,
+        ann: bool,
+        skip_missing: bool = False,
+    ) -> list[dict[str, Any]] | None:
+        """RRF of both parts, queried concurrently for row ids only; one take reads the k winners.
 
-        Reading text for 2 x ``depth`` candidates cost more than the one take of the k winners
-        (measured at 100k rows). The vector part re-scores as many full vectors as vector mode
-        does for ``k``.
+        Every read of columns is a take that costs ~5 ms at 100k rows whatever the row count, as
+        much as the FTS query itself, so the hybrid pays exactly one. For the same reason its
+        vector part ranks by the ANN index's own distances instead of re-scoring full vectors
+        (another take): RRF only sees ranks, and the target of each benchmark query stays first.
+        A winner that a write moved between the queries and the take makes it return None (the
+        caller retries once), or with ``skip_missing`` leaves that winner out.
         """
         import asyncio
 
-        refine_rows = (self.refine_factor or 1) * k
         by_vector, by_text = await asyncio.gather(
-            self._vector_hits(table, vector, depth, where, refine_rows, ann, ids_only=True),
+            self._vector_hits(table, vector, depth, where, 0, ann, ids_only=True),
             self._fts_hits(table, text, depth, where, ids_only=True),
         )
         fused = rrf_fuse(
-            {
-                "vector": [h["chunk_id"] for h in by_vector],
-                "fts": [h["chunk_id"] for h in by_text],
-            }
+            {"vector": [h["_rowid"] for h in by_vector], "fts": [h["_rowid"] for h in by_text]}
         )[:k]
-        row_ids = {h["chunk_id"]: h["_rowid"] for h in [*by_text, *by_vector]}
-        rows = await self._rows_for(table, {cid: row_ids[cid] for cid, _, _ in fused})
+        if not fused:
+            return []
+        taken = table.take_row_ids([rid for rid, _, _ in fused]).select(_RESULT_COLUMNS)
+        rows = {r["_rowid"]: r for r in (await taken.with_row_id().to_arrow()).to_pylist()}
+        if len(rows) < len(fused) and not skip_missing:
+            return None
         hits = []
-        for cid, score, ranks in fused:
-            if cid not in rows:  # deleted between the query and the read
+        for rid, score, ranks in fused:
+            if rid not in rows:
                 continue
-            row = dict(rows[cid])
+            row = rows[rid]
+            del row["_rowid"]
             row["score"] = score
             row["vector_rank"] = ranks.get("vector")
             row["fts_rank"] = ranks.get("fts")
@@ -619,7 +615,10 @@ class VectorStore:
             hits = LOOP.run(self._fts_hits(table, text, k, where))
         else:
             depth = candidates or max(4 * k, 20)
-            hits = LOOP.run(self._hybrid_hits(table, text, query_vector, k, depth, where, ann))
+            args = (table, text, query_vector, k, depth, where, ann)
+            hits = LOOP.run(self._hybrid_hits(*args))
+            if hits is None:  # a concurrent write moved a winner: once more, then take what is left
+                hits = LOOP.run(self._hybrid_hits(*args, skip_missing=True)) or []
         for rank, h in enumerate(hits, start=1):
             h["rank"] = rank
             h["mode"] = mode

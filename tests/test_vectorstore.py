@@ -318,3 +318,30 @@ def test_a_table_from_before_entity_versions_gains_the_column(tmp_path: Path) ->
     assert store.entity_versions() == {"c1": None}
     assert store.update_entities({"c1": {"ORG": ["X"]}}, {"c1": "v1"}) == 1
     assert store.entity_versions() == {"c1": "v1"}
+
+
+def test_hybrid_survives_a_winner_moved_before_the_take(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both parts return LanceDB row ids; a write between them and the take can move a winner.
+    The search then runs once more and leaves out what is still missing, instead of failing."""
+    import llmops.vectorstore as vs
+
+    store = VectorStore(str(tmp_path / "lance"), dim=64)
+    rows = _synthetic_rows(200, 64)
+    store.upsert(rows)
+    expected = store.search("token5 filler", rows[5]["vector"], k=4, mode="hybrid")
+    assert expected[0]["chunk_id"] == rows[5]["chunk_id"]
+    calls = []
+    real_fuse = vs.rrf_fuse
+
+    def fuse_with_a_vanished_row(lists, k=vs.RRF_K):
+        calls.append(1)
+        gone = 10**15  # a row id no row has (as after a compaction rewrote the fragment)
+        return [(gone, 1.0, {"vector": 1}), *real_fuse(lists, k)]
+
+    monkeypatch.setattr(vs, "rrf_fuse", fuse_with_a_vanished_row)
+    hits = store.search("token5 filler", rows[5]["vector"], k=4, mode="hybrid")
+    assert len(calls) == 2  # first attempt saw the gap and retried
+    assert [h["chunk_id"] for h in hits] == [h["chunk_id"] for h in expected[:3]]
+    assert [h["rank"] for h in hits] == [1, 2, 3]
