@@ -10,6 +10,13 @@ from llmops.lineage import code_version, resource_settings
 from resources.documents import DocumentStoreResource
 from resources.ingestion import IngestionResource
 
+# The settings that shape the pages; worker counts only change how fast they come.
+_SETTINGS = {
+    k: v
+    for k, v in resource_settings("ingestion")["ingestion"].items()
+    if k not in ("ocr_workers", "page_workers")
+}
+
 
 def _reject(
     context: dg.AssetExecutionContext, docs: DocumentStoreResource, name: str, sha256: str, err: Any
@@ -29,7 +36,7 @@ def _reject(
     partitions_def=documents_partitions,
     group_name="ingestion",
     kinds={"python", "parquet"},
-    code_version=code_version("llmops.ingestion", settings=resource_settings("ingestion")),
+    code_version=code_version("llmops.ingestion", settings=_SETTINGS),
 )
 def raw_documents(
     context: dg.AssetExecutionContext, docs: DocumentStoreResource, ingestion: IngestionResource
@@ -70,7 +77,7 @@ def raw_documents(
     group_name="ingestion",
     kinds={"pdfplumber", "tesseract", "parquet"},
     code_version=code_version(
-        "llmops.ingestion", "llmops.ocr", "llmops.arabic", settings=resource_settings("ingestion")
+        "llmops.ingestion", "llmops.ocr", "llmops.arabic", settings=_SETTINGS
     ),
 )
 def extracted_pages(

@@ -15,6 +15,7 @@ class IngestionResource(dg.ConfigurableResource):
     ocr_dpi: int = 300
     ocr_timeout_s: float = 120.0
     ocr_workers: int = 1
+    page_workers: int = 1  # processes for the text layer of one long PDF
     max_file_mb: float = 200.0
     pdf_password: str | None = None  # set with {env: LLMOPS_PDF_PASSWORD}, never in plain text
     ocr_figures: bool = True
@@ -39,6 +40,7 @@ class IngestionResource(dg.ConfigurableResource):
                 "ocr_dpi": self.ocr_dpi,
                 "ocr_timeout_s": self.ocr_timeout_s,
                 "ocr_workers": self.ocr_workers,
+                "page_workers": self.page_workers,
                 "max_file_mb": self.max_file_mb,
                 "pdf_password": self.pdf_password,
                 "ocr_figures": self.ocr_figures,

@@ -26,6 +26,10 @@ class IngestConfig:
     report) and keeps what tesseract reads with at least ``figure_min_confidence``; photos and
     charts give low-confidence fragments and are left out.
 
+    ``page_workers`` processes read the text layer of one PDF's pages when it has at least
+    4 pages per worker (see :func:`llmops.ingestion.pdf.text_layer_pages`); ``ocr_workers`` do
+    the same for scanned pages.
+
     ``detect_unruled_tables`` adds tables without ruling lines (aligned columns over >= 3 rows,
     accepted by strict rules in :func:`llmops.ingestion.pdf.find_unruled_tables`).
     """
@@ -34,6 +38,7 @@ class IngestConfig:
     ocr_dpi: int = 300
     ocr_timeout_s: float = 120.0
     ocr_workers: int = 1
+    page_workers: int = 1
     max_file_mb: float = 200.0
     pdf_password: str | None = None
     min_text_chars: int = 20
@@ -51,6 +56,7 @@ class IngestConfig:
             "ocr_dpi": self.ocr_dpi > 0,
             "ocr_timeout_s": self.ocr_timeout_s > 0,
             "ocr_workers": self.ocr_workers >= 1,
+            "page_workers": self.page_workers >= 1,
             "max_file_mb": self.max_file_mb > 0,
             "min_text_chars": self.min_text_chars >= 0,
             "max_bad_char_ratio": 0 <= self.max_bad_char_ratio <= 1,

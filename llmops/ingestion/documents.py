@@ -261,11 +261,9 @@ def _figure_texts(
 def _extract_pdf(
     data: bytes, name: str, doc_id: str, cfg: IngestConfig, on_page: PageProgress | None = None
 ) -> list[PageRecord]:
-    from llmops.ingestion.pdf import check_geometry, iter_text_pages, open_pdf, render_pages
+    from llmops.ingestion.pdf import render_pages, text_layer_pages
 
-    with open_pdf(data, name, cfg) as pdf:
-        check_geometry(pdf, name)
-        results = list(iter_text_pages(pdf, name, cfg))
+    results = text_layer_pages(data, name, cfg)
     figures = _figure_texts(data, name, results, cfg)
     records: dict[int, PageRecord] = {}
     scanned = [r for r in results if r.needs_ocr]

@@ -889,21 +889,75 @@ def _dir_name(direction: tuple[int, int]) -> str:
     )
 
 
+def _text_page(page: Page, cfg: IngestConfig) -> PdfPageResult:
+    """One page's text-layer result; a page pdfminer cannot parse becomes an OCR candidate."""
+    try:
+        return extract_text_page(page, cfg)
+    except DocumentError:
+        raise
+    except Exception as err:  # one broken content stream must not lose the other pages
+        return PdfPageResult(
+            page_number=page.page_number,
+            needs_ocr=True,
+            warnings=[f"text layer unreadable ({_describe(err)}): page OCR'd"],
+        )
+    finally:
+        page.close()  # drop pdfminer's cached layout: memory stays flat on long documents
+
+
 def iter_text_pages(pdf: pdfplumber.PDF, name: str, cfg: IngestConfig) -> Iterator[PdfPageResult]:
-    """Text-layer results page by page; a page pdfminer cannot parse becomes an OCR candidate."""
+    """Text-layer results page by page, in this process."""
     for page in pdf.pages:
+        yield _text_page(page, cfg)
+
+
+# Pages per worker below which a helper's start-up (~0.5 s per spawned process) is not repaid.
+MIN_PAGES_PER_WORKER = 4
+_WORKER: dict[str, Any] = {}
+
+
+def _page_worker_init(data: bytes, name: str, cfg: IngestConfig) -> None:
+    _WORKER["pdf"] = open_pdf(data, name, cfg)  # parsed once per worker, pages read on demand
+    _WORKER["cfg"] = cfg
+
+
+def _page_worker_read(index: int) -> PdfPageResult:
+    return _text_page(_WORKER["pdf"].pages[index], _WORKER["cfg"])
+
+
+def text_layer_pages(data: bytes, name: str, cfg: IngestConfig) -> list[PdfPageResult]:
+    """Text-layer results of every page in order, over ``cfg.page_workers`` processes when the
+    PDF has at least ``MIN_PAGES_PER_WORKER`` pages per worker.
+
+    Pages are independent (tables, columns and reading order are found per page), so one long
+    report, the usual straggler of a batch, spreads over the cores instead of holding one while
+    the others idle. This process is one of the workers: it reads pages from the last one down
+    while ``page_workers - 1`` spawned helpers (safe in threaded hosts such as Dagster) take
+    them from the first one up, so nobody waits on a helper's start-up or on a slow page.
+    """
+    with open_pdf(data, name, cfg) as pdf:
+        check_geometry(pdf, name)
+        n_pages = len(pdf.pages)
+        workers = min(cfg.page_workers, n_pages // MIN_PAGES_PER_WORKER)
+        if workers <= 1:
+            return list(iter_text_pages(pdf, name, cfg))
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        ctx = multiprocessing.get_context("spawn")
+        pool = ProcessPoolExecutor(
+            workers - 1, mp_context=ctx, initializer=_page_worker_init, initargs=(data, name, cfg)
+        )
         try:
-            yield extract_text_page(page, cfg)
-        except DocumentError:
-            raise
-        except Exception as err:  # one broken content stream must not lose the other pages
-            yield PdfPageResult(
-                page_number=page.page_number,
-                needs_ocr=True,
-                warnings=[f"text layer unreadable ({_describe(err)}): page OCR'd"],
-            )
+            futures = [pool.submit(_page_worker_read, i) for i in range(n_pages)]
+            mine = {}
+            for i in reversed(range(n_pages)):
+                if not futures[i].cancel():  # a helper has it already: the rest are theirs
+                    break
+                mine[i] = _text_page(pdf.pages[i], cfg)
+            return [mine[i] if i in mine else futures[i].result() for i in range(n_pages)]
         finally:
-            page.close()  # drop pdfminer's cached layout: memory stays flat on long documents
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def render_regions(

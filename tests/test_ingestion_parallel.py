@@ -1,0 +1,83 @@
+"""A long PDF's text layer read over several processes gives exactly the pages read in one."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import pytest
+
+from llmops.ingestion import IngestConfig, extract_document
+from llmops.ingestion import pdf as pdf_module
+
+CORPUS = Path(os.environ.get("LLMOPS_SHARED_CORPUS", Path(__file__).parents[2] / "shared/corpus"))
+
+
+def _long_pdf(pages: int) -> bytes:
+    """Numbered pages of prose, a heading and a ruled table each: work for every page step."""
+    from fpdf import FPDF
+
+    doc = FPDF()
+    doc.set_font("Helvetica", size=11)
+    for n in range(1, pages + 1):
+        doc.add_page()
+        doc.set_font("Helvetica", "B", 14)
+        doc.cell(0, 10, f"Section {n}: water quality report", new_x="LMARGIN", new_y="NEXT")
+        doc.set_font("Helvetica", size=11)
+        doc.multi_cell(0, 6, f"Page {n} of the report. " + "Samples were taken weekly. " * 12)
+        with doc.table() as table:
+            for row in (["site", "nitrate", "lead"], [f"S{n}", f"{n * 1.5:.1f}", f"{n % 4}"]):
+                cells = table.row()
+                for value in row:
+                    cells.cell(value)
+    buf = io.BytesIO()
+    doc.output(buf)
+    return buf.getvalue()
+
+
+def _records(data: bytes, name: str, workers: int) -> list[dict]:
+    cfg = IngestConfig(page_workers=workers, ocr_figures=False)
+    return [r.to_dict() for r in extract_document(data, name, cfg)]
+
+
+def test_parallel_pages_equal_serial_pages(monkeypatch: pytest.MonkeyPatch) -> None:
+    import concurrent.futures
+
+    data = _long_pdf(9)
+    serial = _records(data, "report.pdf", 1)
+    assert [r["page_number"] for r in serial] == list(range(1, 10))
+    assert "Section 7: water quality report" in serial[6]["text"]
+
+    real, done_by_helper = concurrent.futures.ProcessPoolExecutor, []
+
+    class CountingPool(real):
+        def submit(self, fn, *args, **kwargs):
+            future = super().submit(fn, *args, **kwargs)
+            future.add_done_callback(lambda f: f.cancelled() or done_by_helper.append(args))
+            return future
+
+    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", CountingPool)
+    assert _records(data, "report.pdf", 2) == serial
+    assert done_by_helper, "no page was read by the helper process"
+
+
+def test_short_pdf_stays_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Below MIN_PAGES_PER_WORKER pages per worker no helper is started."""
+    import concurrent.futures
+
+    def no_pool(*args, **kwargs):
+        raise AssertionError("a helper process was started for a short PDF")
+
+    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", no_pool)
+    pages = 2 * pdf_module.MIN_PAGES_PER_WORKER - 1
+    assert len(_records(_long_pdf(pages), "short.pdf", 2)) == pages
+
+
+@pytest.mark.skipif(not (CORPUS / "pdfs").is_dir(), reason="no ../shared/corpus")
+def test_parallel_pages_equal_serial_pages_on_a_real_report() -> None:
+    """The Federal Register notice: 15 pages with columns, footnotes and tables."""
+    data = (CORPUS / "pdfs" / "federal-register-2020-17221.pdf").read_bytes()
+    serial = _records(data, "federal-register.pdf", 1)
+    assert len(serial) == 15
+    assert _records(data, "federal-register.pdf", 3) == serial
