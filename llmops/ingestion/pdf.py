@@ -624,11 +624,56 @@ def _same_glyph(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return overlap >= 0.7 * narrow
 
 
+def _zero_width_mark(c: dict[str, Any]) -> bool:
+    return c["x1"] - c["x0"] <= 0.5 and bool(c["text"]) and _is_mark(c["text"])
+
+
+def _mark_bases(chars: list[dict[str, Any]]) -> dict[int, int]:
+    """Base letter (index) of each zero-width vowel mark between Arabic letters.
+
+    A zero-width mark is drawn at the pen position, which in right-to-left text is the left
+    edge of its letter (plus a small offset), so it belongs to the neighbouring letter whose
+    left edge is nearest; box overlap alone would give it to the letter on its left (Word,
+    XeTeX and LuaTeX all put it within a fraction of a point of both). Marks next to other
+    scripts, or too far from any letter, keep the box-overlap rule."""
+    bases: dict[int, int] = {}
+    for i, c in enumerate(chars):
+        if not _zero_width_mark(c):
+            continue
+        candidates = []
+        for step in (-1, 1):
+            k = i + step
+            while 0 <= k < len(chars) and _is_mark(chars[k]["text"] or " "):
+                k += step
+            if 0 <= k < len(chars):
+                n = chars[k]
+                same_line = min(n["bottom"], c["bottom"]) > max(n["top"], c["top"])
+                if same_line and bidi_class(n["text"]) == "R":
+                    candidates.append((abs(c["x0"] - n["x0"]), k))
+        if not candidates:
+            continue
+        dist, k = min(candidates)
+        if dist <= 0.3 * max(float(chars[k].get("size") or 0.0), 1.0):
+            bases[i] = k
+    return bases
+
+
 def glyph_clusters(chars: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Characters sharing one glyph box become one character whose text is in stream order
     (the order the producer wrote them, which is logical order inside a glyph); a mark written
-    before its letter follows it. The letter's box is kept, so a mark above the line does not
-    move the line. A glyph drawn twice on the same spot (overprinted bold) counts once."""
+    before its letter follows it, and a zero-width mark goes to its letter (:func:`_mark_bases`).
+    The letter's box is kept, so a mark above the line does not move the line. A glyph drawn
+    twice on the same spot (overprinted bold) counts once."""
+    bases = _mark_bases(chars)
+    if bases:
+        marks: dict[int, str] = {}
+        for i, k in bases.items():  # in stream order: shadda + fatha keep their order
+            marks[k] = marks.get(k, "") + chars[i]["text"]
+        chars = [
+            dict(c, text=c["text"] + marks[k]) if k in marks else c
+            for k, c in enumerate(chars)
+            if k not in bases
+        ]
     out: list[dict[str, Any]] = []
     for c in chars:
         prev = out[-1] if out else None
