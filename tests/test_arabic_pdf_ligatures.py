@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import glob
 import io
+import re
 import subprocess
-from functools import lru_cache
+import unicodedata
+from functools import cache, lru_cache
 from pathlib import Path
 
 import pdfplumber
@@ -152,3 +154,167 @@ def test_logical_from_visual_keeps_numbers_and_latin_left_to_right():
     assert visual(list("No Arabic 12,345.")) == "No Arabic 12,345."
     with pytest.raises(ValueError, match="base_dir"):
         logical_from_visual(["ا"], base_dir="up")
+
+
+# --------------------------------------------------------------------------- real files
+# PDFs made by real producers (Microsoft Word, Google Docs, Apple Pages), not by this project:
+# origin, commit and licence of each in tests/fixtures/pdfs/SOURCES.md.
+
+REAL_PDFS = Path(__file__).parent / "fixtures" / "pdfs"
+
+
+def _naive(text: str) -> str:
+    """What a reader gets by reversing each line of the decoded text (the usual quick fix)."""
+    return "\n".join(line[::-1] for line in text.splitlines())
+
+
+@cache
+def _real_page_any(name: str):
+    """First page of a real fixture, through the whole extraction."""
+    return extract_document((REAL_PDFS / name).read_bytes(), name, IngestConfig())[0]
+
+
+def _real_page(name: str):
+    page = _real_page_any(name)
+    assert page.page_number == 1
+    return page
+
+
+def _plumber(name: str) -> tuple[str, list[dict]]:
+    with pdfplumber.open(REAL_PDFS / name) as pdf:
+        page = pdf.pages[0]
+        return page.extract_text(), page.chars
+
+
+WORD_ARABIC = "docling_right_to_left_01.pdf"  # Microsoft Word LTSC, Arabic prose with Latin runs
+WORD_PERSIAN = "docling_right_to_left_03.pdf"  # Microsoft Word 2016, Persian ruled tables
+# words read off the rendered page (lam-alef ligatures: لا لأ لإ لآ), and what line reversal
+# makes of them on this very file
+WORD_ARABIC_WORDS = {
+    "الإنتاجية": "اإلنتاجية",
+    "المشكلات": "المشكالت",
+    "الأدوات": "األدوات",
+    "الآلي": "اآللي",
+    "الاستفادة": "االستفادة",
+    "لإدارة": "إلدارة",
+    "خلال": "خالل",
+    "علاوة": "عالوة",
+}
+
+
+def test_word_pdf_has_the_ligature_trap():
+    """Word writes each lam-alef as one glyph whose ToUnicode holds both letters in logical
+    order; the glyphs run in visual order, so reversing the decoded line swaps the pair."""
+    text, chars = _plumber(WORD_ARABIC)
+    ligatures = {c["text"] for c in chars if len(c["text"]) == 2 and c["text"][0] == "ل"}
+    assert ligatures == {"لا", "لأ", "لإ", "لآ"}
+    naive = _naive(text)
+    for right, swapped in WORD_ARABIC_WORDS.items():
+        assert swapped in naive and right not in naive.split()
+    text, chars = _plumber(WORD_PERSIAN)
+    assert "لا" in {c["text"] for c in chars}
+    assert "کاالی" in _naive(text)  # کالای, "of the goods", in the letterhead
+
+
+def test_word_arabic_pdf_reads_in_logical_order():
+    text = normalize_arabic(_real_page(WORD_ARABIC).text)
+    words = set(re.findall(r"\w+", text))
+    for right, swapped in WORD_ARABIC_WORDS.items():
+        assert right in words
+        assert swapped not in text
+    # the title and a line with Latin runs, as rendered on the page
+    assert text.startswith("تحسين الإنتاجية وحل المشكلات من خلال البرمجة بلغة R وPython")
+    assert "يمكن استخدام مكتبة pandas في Python لإدارة البيانات بكفاءة" in text
+    assert "التعلم الآلي" in text and "أيضًا" in text
+
+
+def test_word_persian_tables_read_in_logical_order():
+    page = _real_page(WORD_PERSIAN)
+    rows = [[normalize_arabic(c) for c in row] for t in page.tables for row in t.rows]
+    assert ["1403/09/19", "تاريخ ارائه مدارک"] in rows  # value cell left, label cell right
+    assert ["436", "شماره جلسه کميته عرضه"] in rows
+    assert ["20300", "شماره استاندارد ملی"] in rows
+    assert ["بر اساس قيمت های جهانی", "نحوة تعيين قيمت پايه پس از پذيرش کالا در"] in rows
+    cells = [c for row in rows for c in row]
+    assert "اميدنامه پذيرش در بازار اصلی - کالای داخلی" in cells
+    # the company name sits in a frame inside the letterhead cell: read once, not twice
+    assert cells.count("شرکت بورس کالای ايران") == 1
+    # a value wrapped over three lines stays one cell: the key column of a right-to-left
+    # table is its rightmost one
+    assert [
+        "شمشه و شمشال توليد شده به روش ريخته گری پيوسته مورد مصرف در فولادهای سازه ای - "
+        "مطابق آناليز پيوست",
+        "نام استاندارد",
+    ] in rows
+    text = normalize_arabic(page.text)
+    assert "استاندارد کالا" in text and "پذيرش در بورس" in text
+    assert not any("کاال" in c for c in cells) and "کاال" not in text
+
+
+def test_google_docs_presentation_form_ligature():
+    """Google Docs (Skia) writes Arabic presentation forms: lam-alef is the single code point
+    U+FEFB. Folding it to letters before reading the line from the right swaps the pair."""
+    name = "tabula_arabic.pdf"
+    text, chars = _plumber(name)
+    assert "\ufefb" in {c["text"] for c in chars}
+    naive = _naive(unicodedata.normalize("NFKC", text))
+    assert "االنجليزية" in naive and "والية" in naive
+    (table,) = _real_page(name).tables
+    assert [[normalize_arabic(c) for c in row] for row in table.rows] == [
+        ["مرحباً", "اسمي سلطان"],
+        ["انا من ولاية كارولينا الشمال", "من اين انت؟"],
+        ["1234", "عندي 47 قطط"],
+        ["هل انت شباك؟", "اسمي Jeremy في الانجليزية"],
+        ["Jeremy is جرمي in Arabic", ""],
+    ]
+
+
+def test_unruled_table_cells_read_right_to_left():
+    """Apple Pages, a table without rules: Arabic cells are read from their glyph positions
+    like any other line (they came out in visual order: "ليربإ" for "إبريل")."""
+    name = "pdfbox_BidiSample.pdf"
+    text, _ = _plumber(name)
+    assert "ليربإ" in text and "(رياني)" in text  # visual order in the text layer
+    (table,) = _real_page(name).tables
+    assert [[normalize_arabic(c) for c in row] for row in table.rows] == [
+        ["14 april 1434", "14 إبريل 1434"],  # Arabic-Indic digits unified by normalize_arabic
+        ["14-april-1434", "14-إبريل-1434"],
+        ["(january)", "(يناير)"],
+        ["«self test»", "«إختبار ذاتي»"],
+    ]
+    assert "A line with an Arabic العربية word embedded." in _real_page(name).text
+
+
+def test_zero_width_vowel_marks_go_to_their_letter():
+    """XeTeX (xdvipdfmx) draws every haraka as a zero-width glyph at the pen position, a
+    fraction of a point from two letters; box overlap alone gave "بسِمِ اللهَِّ" for the
+    basmala. Expected text: the comment in the file's own source, quran-test2.tex."""
+    page = _real_page_any("ctan_quran-test2.pdf")
+    text = normalize_arabic(page.text)
+    basmala = normalize_arabic("بِسمِ اللَّهِ الرَّحمٰنِ الرَّحيمِ")
+    assert text.startswith(basmala)
+    for verse in ["الحَمدُ لِلَّهِ رَبِّ العالَمينَ", "إِيّاكَ نَعبُدُ وَإِيّاكَ", "إِنّا أَعطَيناكَ الكَوثَرَ"]:
+        assert normalize_arabic(verse) in text
+    for wrong in ["بسِمِ", "اللهَِّ", "الرحَّمنِٰ", "ربَِّ"]:
+        assert normalize_arabic(wrong) not in text
+    _, chars = _plumber("ctan_quran-test2.pdf")
+    assert any(c["x1"] == c["x0"] and unicodedata.combining(c["text"]) for c in chars)
+
+
+def test_zero_width_mark_geometry_from_tex_producers():
+    """Glyph boxes copied from real files: LuaTeX writes إلى in logical order with the hamza
+    below 0.3pt left of its alef and inside the lam's box; XeTeX moves a damma 2.3pt into the
+    letter before its own (استُخدِم)."""
+    lua = [_char("ا", 362.9, 364.8), _char("\u0655", 362.6, 362.6), _char("ل", 360.8, 362.9),
+           _char("ى", 354.5, 360.8)]  # fmt: skip
+    assert [c["text"] for c in glyph_clusters(lua)] == ["ا\u0655", "ل", "ى"]
+    xetex = [
+        _char("خ", 449.83, 456.21),
+        _char("\u064f", 453.89, 453.89),
+        _char("ت", 456.21, 459.13),
+    ]
+    assert [c["text"] for c in glyph_clusters(xetex)] == ["خ", "ت\u064f"]
+    # next to Latin a mark keeps the box rule: the accent stays on the letter it is drawn over,
+    # though the next letter's left edge is nearer
+    latin = [_char("e", 10, 16), _char("\u0301", 15.5, 15.5), _char("x", 16, 22)]
+    assert [c["text"] for c in glyph_clusters(latin)] == ["e\u0301", "x"]

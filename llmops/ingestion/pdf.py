@@ -304,14 +304,10 @@ def _cell_lines(
 ) -> tuple[list[float], list[list[str]]]:
     """Text lines shared by the cells of one table row: (line tops, per cell: text per line)."""
     placed: list[tuple[int, dict[str, Any]]] = []
-    for j, bbox in enumerate(row_cells):
-        if bbox is None:
-            continue
-        x0, top, x1, bottom = bbox
-        for w in words:
-            cx, cy = (w["x0"] + w["x1"]) / 2, (w["top"] + w["bottom"]) / 2
-            if x0 <= cx < x1 and top <= cy < bottom:
-                placed.append((j, w))
+    for w in words:
+        j = _innermost_cell(w, row_cells)
+        if j is not None:
+            placed.append((j, w))
     placed.sort(key=lambda p: p[1]["top"])
     tops: list[float] = []
     line_of: list[int] = []
@@ -325,13 +321,32 @@ def _cell_lines(
     return tops, [[line_text(ws) for ws in col] for col in cells]
 
 
+def _in_cell(w: dict[str, Any], bbox: tuple[float, float, float, float]) -> bool:
+    cx, cy = (w["x0"] + w["x1"]) / 2, (w["top"] + w["bottom"]) / 2
+    return bbox[0] <= cx < bbox[2] and bbox[1] <= cy < bbox[3]
+
+
+def _innermost_cell(
+    w: dict[str, Any], cells: list[tuple[float, float, float, float] | None]
+) -> int | None:
+    """Index of the smallest cell holding the word's centre. A frame drawn inside a cell (a
+    logo box in a letterhead) makes cells that overlap; a word put in each would be read twice."""
+    holding = [j for j, c in enumerate(cells) if c is not None and _in_cell(w, c)]
+    return min(holding, key=lambda j: _area(cells[j]), default=None)
+
+
+def _area(bbox: tuple[float, float, float, float] | None) -> float:
+    return 0.0 if bbox is None else (bbox[2] - bbox[0]) * (bbox[3] - bbox[1])
+
+
 def _split_stacked_row(
     row_cells: list[tuple[float, float, float, float] | None], words: list[dict[str, Any]]
 ) -> list[list[str]] | None:
     """Records stacked inside one ruled row (tables that rule every 5th row, or only columns).
 
     Each text line of the row is a candidate record; lines with nothing in the *key* column
-    (the leftmost column with any text) continue the record above (a wrapped description).
+    (the first column with any text in reading order: the leftmost, or the rightmost when most
+    words are right-to-left) continue the record above (a wrapped description).
     The split is kept only when it yields >= 2 records that fill most of the columns, so a
     header with a two-line label stays one row.
     """
@@ -341,7 +356,8 @@ def _split_stacked_row(
     used = [j for j, col in enumerate(grid) if any(col)]
     if len(used) < 2:
         return None
-    key = used[0]
+    rtl = 2 * sum(1 for w in words if w.get("rtl")) > len(words)
+    key = used[-1] if rtl else used[0]
     records: list[list[str]] = []
     for k in range(len(tops)):
         line = [grid[j][k] for j in range(len(grid))]
@@ -500,15 +516,17 @@ def _accept_unruled(
         ]
         if gaps and min(gaps) < _UNRULED_MIN_GAP_PT:
             return None
-    rows = [
-        [" ".join(w["text"] for w in sorted(r[j], key=lambda w: (round(w["top"]), w["x0"])))
-         for j in cols]
-        for r in grid
-    ]  # fmt: skip
+    rows = [[_cell_text(r[j]) for j in cols] for r in grid]
     x0 = min(w["x0"] for r in grid for c in r for w in c)
     x1 = max(w["x1"] for r in grid for c in r for w in c)
     bbox = (x0, boxes[0][1], x1, boxes[-1][3])
     return bbox, rows
+
+
+def _cell_text(words: list[dict[str, Any]]) -> str:
+    """One cell's text: its lines top-down, each in reading order (an Arabic cell is read from
+    its glyph positions like any other line, not in the left-to-right order of its words)."""
+    return " ".join(line_text(line) for line in _lines(words))
 
 
 def _table_rows(table: Any, page: Page) -> list[list[str]]:
@@ -518,10 +536,22 @@ def _table_rows(table: Any, page: Page) -> list[list[str]]:
     words = sorted(_words([c for c in page.chars if keep(c)]), key=_center_y)
     centers = [_center_y(w) for w in words]
     columns = _column_ranges(table.rows)
+    spans = [
+        (bisect.bisect_left(centers, r.bbox[1]), bisect.bisect_left(centers, r.bbox[3]))
+        for r in table.rows
+    ]
+    # each word belongs to one row: the one whose cell around it is smallest (nested frames)
+    owner: dict[int, tuple[float, int]] = {}
+    for i, (row_obj, (lo, hi)) in enumerate(zip(table.rows, spans, strict=True)):
+        cells = list(row_obj.cells)
+        for w in words[lo:hi]:
+            j = _innermost_cell(w, cells)
+            if j is not None and (id(w) not in owner or _area(cells[j]) < owner[id(w)][0]):
+                owner[id(w)] = (_area(cells[j]), i)
     rows: list[list[str]] = []
-    for row_obj in table.rows:
+    for i, (row_obj, (lo, hi)) in enumerate(zip(table.rows, spans, strict=True)):
         _, top, _, bottom = row_obj.bbox
-        row_words = words[bisect.bisect_left(centers, top) : bisect.bisect_left(centers, bottom)]
+        row_words = [w for w in words[lo:hi] if owner.get(id(w), (0.0, i))[1] == i]
         tops, grid = _cell_lines(list(row_obj.cells), row_words)
         if len(tops) >= 2:
             # a cell spanning several columns (no inner rules) is cut at the column bounds
@@ -529,8 +559,31 @@ def _table_rows(table: Any, page: Page) -> list[list[str]]:
             if split:
                 rows.extend(split)
                 continue
-        rows.append([" ".join(" ".join(lines).split()) for lines in grid])
+        texts = [" ".join(" ".join(lines).split()) for lines in grid]
+        rows.append(_text_to_widest_column(texts, list(row_obj.cells), columns))
     return rows
+
+
+def _text_to_widest_column(
+    texts: list[str],
+    cells: list[tuple[float, float, float, float] | None],
+    columns: list[tuple[float, float]],
+) -> list[str]:
+    """A cell spanning several columns (no rule between them in this row) gives its text to
+    the widest of them, so it lines up with the same column in the other rows: a sliver
+    column made by a rule that stops short of the table edge does not take the label."""
+    out = list(texts)
+    for j, cell in enumerate(cells):
+        if cell is None or not texts[j]:
+            continue
+        span = [k for k, (x0, x1) in enumerate(columns)
+                if x0 >= cell[0] - 1 and x1 <= cell[2] + 1 and k < len(out)]  # fmt: skip
+        if len(span) < 2:
+            continue
+        target = max(span, key=lambda k: columns[k][1] - columns[k][0])
+        if target != j and not out[target]:
+            out[target], out[j] = out[j], ""
+    return out
 
 
 def _center_y(w: dict[str, Any]) -> float:
@@ -571,11 +624,56 @@ def _same_glyph(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return overlap >= 0.7 * narrow
 
 
+def _zero_width_mark(c: dict[str, Any]) -> bool:
+    return c["x1"] - c["x0"] <= 0.5 and bool(c["text"]) and _is_mark(c["text"])
+
+
+def _mark_bases(chars: list[dict[str, Any]]) -> dict[int, int]:
+    """Base letter (index) of each zero-width vowel mark between Arabic letters.
+
+    A zero-width mark is drawn at the pen position, which in right-to-left text is the left
+    edge of its letter (plus a small offset), so it belongs to the neighbouring letter whose
+    left edge is nearest; box overlap alone would give it to the letter on its left (Word,
+    XeTeX and LuaTeX all put it within a fraction of a point of both). Marks next to other
+    scripts, or too far from any letter, keep the box-overlap rule."""
+    bases: dict[int, int] = {}
+    for i, c in enumerate(chars):
+        if not _zero_width_mark(c):
+            continue
+        candidates = []
+        for step in (-1, 1):
+            k = i + step
+            while 0 <= k < len(chars) and _is_mark(chars[k]["text"] or " "):
+                k += step
+            if 0 <= k < len(chars):
+                n = chars[k]
+                same_line = min(n["bottom"], c["bottom"]) > max(n["top"], c["top"])
+                if same_line and bidi_class(n["text"]) == "R":
+                    candidates.append((abs(c["x0"] - n["x0"]), k))
+        if not candidates:
+            continue
+        dist, k = min(candidates)
+        if dist <= 0.3 * max(float(chars[k].get("size") or 0.0), 1.0):
+            bases[i] = k
+    return bases
+
+
 def glyph_clusters(chars: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Characters sharing one glyph box become one character whose text is in stream order
     (the order the producer wrote them, which is logical order inside a glyph); a mark written
-    before its letter follows it. The letter's box is kept, so a mark above the line does not
-    move the line. A glyph drawn twice on the same spot (overprinted bold) counts once."""
+    before its letter follows it, and a zero-width mark goes to its letter (:func:`_mark_bases`).
+    The letter's box is kept, so a mark above the line does not move the line. A glyph drawn
+    twice on the same spot (overprinted bold) counts once."""
+    bases = _mark_bases(chars)
+    if bases:
+        marks: dict[int, str] = {}
+        for i, k in bases.items():  # in stream order: shadda + fatha keep their order
+            marks[k] = marks.get(k, "") + chars[i]["text"]
+        chars = [
+            dict(c, text=c["text"] + marks[k]) if k in marks else c
+            for k, c in enumerate(chars)
+            if k not in bases
+        ]
     out: list[dict[str, Any]] = []
     for c in chars:
         prev = out[-1] if out else None
