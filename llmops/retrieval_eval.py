@@ -9,7 +9,7 @@ the phrase counts as relevant.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -168,11 +168,13 @@ def corpus_store(
     corpus_dir: str | Path | None = None,
     max_tokens: int = 200,
     overlap_tokens: int = 24,
+    extract: Callable[[Path, str], list[Any]] | None = None,
 ) -> Any:
     """A real store over the documents the questions name, built the way the pipeline builds it.
 
     Documents are looked up in ``corpus_dir`` (default ../shared/corpus, with its sub-folders)
-    and examples/inbox, then extracted, chunked (configs/local.yaml sizes), embedded and indexed.
+    and examples/inbox, then extracted (``extract(path, name)``, default extract_document with
+    the default IngestConfig), chunked (configs/local.yaml sizes), embedded and indexed.
     Returns None when the corpus folder is absent, so callers can skip cleanly.
     """
     from llmops.chunking import chunk_pages
@@ -190,7 +192,10 @@ def corpus_store(
         path = _find_document(name, folders)
         if path is None:
             raise FileNotFoundError(f"labelled document {name!r} not found under {folders}")
-        pages.extend(extract_document(path.read_bytes(), name, IngestConfig()))
+        if extract is None:
+            pages.extend(extract_document(path.read_bytes(), name, IngestConfig()))
+        else:
+            pages.extend(extract(path, name))
     chunks = [
         c.to_dict() for c in chunk_pages(pages, embedder.count_tokens, max_tokens, overlap_tokens)
     ]

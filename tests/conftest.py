@@ -31,6 +31,32 @@ def corpus_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def extracted():
+    """``extract(path, name=None)``: extract_document with the default IngestConfig, once per
+    file per session (three modules read the same corpus PDFs; figure OCR alone is minutes).
+    Each call returns a deep copy, so a test that edits its pages cannot leak into another.
+    A DocumentError is cached and raised again."""
+    import copy
+
+    from llmops.ingestion import DocumentError, IngestConfig, extract_document
+
+    cache: dict[tuple[str, str], object] = {}
+
+    def extract(path: Path, name: str | None = None):
+        key = (str(path), name or path.name)
+        if key not in cache:
+            try:
+                cache[key] = extract_document(path.read_bytes(), key[1], IngestConfig())
+            except DocumentError as err:
+                cache[key] = err
+        if isinstance(cache[key], DocumentError):
+            raise cache[key]
+        return copy.deepcopy(cache[key])
+
+    return extract
+
+
+@pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
     return FIXTURES
 

@@ -21,13 +21,12 @@ def _all_text(pages) -> str:
 
 
 @pytest.fixture(scope="module")
-def batch(corpus_dir: Path) -> dict[str, object]:
+def batch(corpus_dir: Path, extracted) -> dict[str, object]:
     """Every corpus PDF through the same loop the asset runs: one failure never stops it."""
     out: dict[str, object] = {}
-    cfg = IngestConfig()
     for path in sorted((corpus_dir / "pdfs").glob("*.pdf")):
         try:
-            out[path.name] = extract_document(path.read_bytes(), path.name, cfg)
+            out[path.name] = extracted(path)
         except DocumentError as err:
             out[path.name] = err
     return out

@@ -151,14 +151,15 @@ def test_shipped_labelled_set_is_well_formed() -> None:
         LabelledQuery.from_dict({"question": "q", "doc": "d.pdf"})
 
 
-def test_shipped_labels_resolve_in_the_pipelines_chunks(corpus_dir: Path, embedder) -> None:
+def test_shipped_labels_resolve_in_the_pipelines_chunks(
+    corpus_dir: Path, embedder, extracted
+) -> None:
     """Every label of both sets resolves in the chunks the pipeline itself stores: pages from
     extract_document, chunks from chunk_pages at the configured sizes (not a bare text layer,
     whose squashed table text no stored chunk contains)."""
     import pyarrow as pa
 
     from llmops.chunking import chunk_pages
-    from llmops.ingestion import IngestConfig, extract_document
     from llmops.retrieval_eval import DEFAULT_LABELLED, _find_document
 
     queries = load_labelled() + load_labelled(DEFAULT_LABELLED.with_name("retrieval_heldout.yaml"))
@@ -167,7 +168,7 @@ def test_shipped_labels_resolve_in_the_pipelines_chunks(corpus_dir: Path, embedd
     for name in sorted({q.doc for q in queries}):
         path = _find_document(name, folders)
         assert path is not None, name
-        pages = extract_document(path.read_bytes(), name, IngestConfig())
+        pages = extracted(path, name)
         rows += [c.to_dict() for c in chunk_pages(pages, embedder.count_tokens, 200, 24)]
 
     class Chunks:

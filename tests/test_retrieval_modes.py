@@ -30,9 +30,12 @@ def embedder() -> Embedder:
 
 
 @pytest.fixture(scope="module")
-def store(corpus_dir: Path, tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Any:
+def store(
+    corpus_dir: Path, tmp_path_factory: pytest.TempPathFactory, embedder: Embedder, extracted
+) -> Any:
     questions = [q for path in SETS.values() for q in load_labelled(path)]
-    return corpus_store(questions, embedder, tmp_path_factory.mktemp("lance"), corpus_dir)
+    uri = tmp_path_factory.mktemp("lance")
+    return corpus_store(questions, embedder, uri, corpus_dir, extract=extracted)
 
 
 @pytest.fixture(scope="module")
