@@ -612,6 +612,12 @@ def _worker_init() -> None:
     os.environ["OMP_THREAD_LIMIT"] = "1"
 
 
+def can_start_workers() -> bool:
+    """False inside a daemonic process (a Dask worker, a multiprocessing.Pool worker), which
+    may not start children: page fan-out then stays in this process instead of failing."""
+    return not multiprocessing.current_process().daemon
+
+
 def ocr_process_pool(workers: int) -> ProcessPoolExecutor:
     """The one way OCR fans out: ``workers`` spawned processes, one tesseract thread each.
 
@@ -645,7 +651,7 @@ def ocr_pages(
     cfg = cfg or OcrConfig()
     check_tesseract(languages or cfg.languages)
     jobs = [(img, languages, cfg) for img in images]
-    workers = max(1, min(workers, len(jobs)))
+    workers = max(1, min(workers, len(jobs))) if can_start_workers() else 1
     if workers == 1:
         return [_ocr_one(job) for job in jobs]
     with ocr_process_pool(workers) as pool:

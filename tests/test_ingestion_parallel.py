@@ -81,3 +81,22 @@ def test_parallel_pages_equal_serial_pages_on_a_real_report() -> None:
     serial = _records(data, "federal-register.pdf", 1)
     assert len(serial) == 15
     assert _records(data, "federal-register.pdf", 3) == serial
+
+
+def _extract_in_daemon(data: bytes, out) -> None:
+    out.put(_records(data, "report.pdf", 2))
+
+
+def test_a_daemonic_worker_reads_its_pages_itself() -> None:
+    """A Dask worker is a daemonic process and may not start children: no crash, same pages."""
+    import multiprocessing
+
+    data = _long_pdf(8)
+    ctx = multiprocessing.get_context("spawn")
+    out = ctx.Queue()
+    proc = ctx.Process(target=_extract_in_daemon, args=(data, out), daemon=True)
+    proc.start()
+    got = out.get(timeout=120)
+    proc.join(timeout=30)
+    assert proc.exitcode == 0
+    assert got == _records(data, "report.pdf", 1)

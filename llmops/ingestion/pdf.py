@@ -1033,16 +1033,18 @@ def text_layer_pages(data: bytes, name: str, cfg: IngestConfig) -> list[PdfPageR
     while ``page_workers - 1`` spawned helpers (safe in threaded hosts such as Dagster) take
     them from the first one up, so nobody waits on a helper's start-up or on a slow page.
     """
+    from llmops.ocr import can_start_workers
+
     with open_pdf(data, name, cfg) as pdf:
         check_geometry(pdf, name)
         n_pages = len(pdf.pages)
         workers = min(cfg.page_workers, n_pages // MIN_PAGES_PER_WORKER)
-        if workers <= 1:
+        if workers <= 1 or not can_start_workers():
             return list(iter_text_pages(pdf, name, cfg))
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        ctx = multiprocessing.get_context("spawn")
+        ctx = multiprocessing.get_context("spawn")  # fork is unsafe in threaded hosts (Dagster)
         pool = ProcessPoolExecutor(
             workers - 1, mp_context=ctx, initializer=_page_worker_init, initargs=(data, name, cfg)
         )

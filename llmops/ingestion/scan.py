@@ -83,7 +83,9 @@ def ocr_many(
     def located(err: OcrError, index: int) -> OcrError:
         return err.with_page(numbers[index] if numbers is not None else index + 1)
 
-    workers = max(1, min(cfg.ocr_workers, n_pages))
+    from llmops.ocr import can_start_workers, ocr_process_pool
+
+    workers = max(1, min(cfg.ocr_workers, n_pages)) if can_start_workers() else 1
     results: list[OcrOutcome] = []
     if workers == 1:
         for img in images:
@@ -94,8 +96,6 @@ def ocr_many(
             except OcrError as err:
                 raise located(err, len(results)) from err
         return results
-    from llmops.ocr import ocr_process_pool
-
     with ocr_process_pool(workers) as pool:
         pending: list[Future[OcrOutcome]] = []
         try:
