@@ -265,12 +265,19 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--no-ablation", action="store_true", help="only selection and rotation")
     parser.add_argument("--no-rotation", action="store_true", help="skip the rotation check")
+    parser.add_argument("--rotation-only", action="store_true", help="only the rotation check")
     parser.add_argument(
         "--other-print", nargs="+", type=Path, default=[], metavar="DIR",
         help="folders of *.png + *.gt.txt lines from other printings, scored with the choice",
     )  # fmt: skip
     args = parser.parse_args()
     print(f"tesseract {check_tesseract('eng+ara')}, workers={args.workers}")
+    if ARABIC_LINES.is_dir() and args.rotation_only:
+        from llmops.ocr import split_lines
+
+        held_out = split_lines(sorted(ARABIC_LINES.glob("*.png")))[1]
+        rotation_report(held_out[: 8 if args.quick else None], args.workers)
+        return
     if ARABIC_LINES.is_dir():
         report = selection_report(args.workers, args.quick)
         if args.other_print:
