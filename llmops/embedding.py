@@ -335,13 +335,17 @@ def refresh_store(
     """Make ``store`` hold exactly ``chunks`` of ``current_documents``, doing the least work.
 
     Rows of documents that left (or changed, which gives them a new id) and chunks a document
-    no longer produces are deleted; only chunk ids without a vector from this exact model are
+    no longer produces are deleted, the latter only within the documents ``chunks`` covers: a
+    run that loaded its chunks before a new document arrived must not delete the rows another
+    run already embedded for it. Only chunk ids without a vector from this exact model are
     embedded; stored chunks whose entities came from another extractor version get their
     entity columns rewritten (no re-embedding). What the knowledge-base asset runs, so the
     benchmark measures the same code.
     """
     removed = store.retain_documents(set(current_documents))
-    removed += store.retain_chunks([c["chunk_id"] for c in chunks])
+    removed += store.retain_chunks(
+        [c["chunk_id"] for c in chunks], doc_ids={c["doc_id"] for c in chunks}
+    )
     rows, stats = embed_missing(
         chunks,
         embedder,

@@ -345,3 +345,27 @@ def test_hybrid_survives_a_winner_moved_before_the_take(
     assert len(calls) == 2  # first attempt saw the gap and retried
     assert [h["chunk_id"] for h in hits] == [h["chunk_id"] for h in expected[:3]]
     assert [h["rank"] for h in hits] == [1, 2, 3]
+
+
+def test_a_run_with_older_inputs_keeps_the_rows_of_a_document_it_never_saw(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    """Two knowledge-base runs overlap: the newer one embedded document C, which arrived after
+    the older one loaded its chunks. The older one, writing next, keeps C's rows (C is current)
+    and still drops the chunks its own documents no longer produce."""
+    from llmops.embedding import refresh_store
+
+    docs = {f"doc{i}": _paragraphs(t) for i, t in enumerate(TOPICS[:3])}
+    by_doc = {_doc_id(n, p): _chunks(_doc_id(n, p), p) for n, p in docs.items()}
+    a, b, c = by_doc
+    store = VectorStore(str(tmp_path), dim=embedder.dim)
+    newer = [*by_doc[a], *by_doc[b], *by_doc[c]]
+    refresh_store(store, newer, embedder, {a, b, c})
+    assert store.document_ids() == {a, b, c}
+    older = [*by_doc[a], *by_doc[b][:-1]]  # b's last chunk is one its chunker no longer makes
+    stats = refresh_store(store, older, embedder, {a, b, c})
+    assert store.document_ids() == {a, b, c}
+    assert stats["removed_rows"] == 1 and stats["embedded"] == 0
+    kept = set(store.rows(columns=["chunk_id"]).column("chunk_id").to_pylist())
+    assert {ch["chunk_id"] for ch in by_doc[c]} <= kept
+    assert by_doc[b][-1]["chunk_id"] not in kept
