@@ -135,9 +135,26 @@ def instance(workspace, monkeypatch):
         yield inst
 
 
+def _failed_checks(instance: dg.DagsterInstance) -> list[str]:
+    """Every failed asset check evaluation with its metadata, to explain a failed run."""
+    out = []
+    for run in instance.get_runs():
+        for record in instance.get_records_for_run(
+            run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION
+        ).records:
+            evaluation = record.event_log_entry.dagster_event.event_specific_data
+            if not evaluation.passed:
+                meta = {k: v.value for k, v in evaluation.metadata.items()}
+                out.append(f"{run.job_name} {run.run_id[:8]} {evaluation.check_name}: {meta}")
+    return out
+
+
 def test_every_concurrent_run_succeeds(concurrent, instance):
     for name, code in concurrent["codes"].items():
-        assert code == 0, f"{name} failed:\n{concurrent['outputs'][name][-4000:]}"
+        assert code == 0, (
+            f"{name} failed:\n{concurrent['outputs'][name][-4000:]}\n"
+            + "\n".join(_failed_checks(instance))
+        )
     runs = instance.get_runs()
     by_job: dict[str, list[dg.DagsterRun]] = {}
     for run in runs:

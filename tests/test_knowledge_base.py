@@ -264,6 +264,29 @@ def test_embeddings_valid_fails_on_a_corrupted_table(
     assert "failed_expectations" in evaluation.metadata
 
 
+def test_a_document_chunked_after_indexing_waits_for_the_next_index(tmp_path) -> None:
+    """A backfill ingesting beside a lifecycle run chunks a document after the run's indexing
+    step began: the run's check must not count it as a chunk without a vector, and the next
+    indexing must embed it (then a missing chunk of it fails the check again)."""
+    world = World(tmp_path)
+    _write(world.inbox, "a.txt", "Lowmere")
+    with dg.instance_for_test() as instance:
+        (first,) = world.sync(instance).added
+        assert world.ingest(instance, first).success
+        assert world.index(instance).success
+        _write(world.inbox, "late.txt", "Highcliff")
+        (late,) = world.sync(instance).added
+        assert world.ingest(instance, late).success
+        evaluation = _check(world.index(instance, only_check=True))
+        assert evaluation.passed and evaluation.metadata["chunks_without_vector"].value == 0
+        result = world.index(instance)
+        assert result.success and _check(result).passed
+        assert {r["doc_id"] for r in _rows(world).values()} == {first, late}
+        world.store._table.delete(f"doc_id = '{late}'")
+        evaluation = _check(world.index(instance, only_check=True))
+        assert not evaluation.passed and evaluation.metadata["chunks_without_vector"].value > 0
+
+
 def test_language_check_tolerates_a_page_and_quarantines_a_foreign_document(tmp_path) -> None:
     world = World(tmp_path, allowed=["en", "und"])
     _write(world.inbox, "mostly-english.txt", "Lowmere", pages=6, french={2})
