@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -41,6 +42,21 @@ def _records(data: bytes, name: str, workers: int) -> list[dict]:
     return [r.to_dict() for r in extract_document(data, name, cfg)]
 
 
+def _read_slowly_here(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """This process reads pages slowly (a spawned helper imports the real, fast reader), so
+    helpers get pages even on a loaded machine where they start late. Returns the page numbers
+    read here, as they are read."""
+    text_page, read = pdf_module._text_page, []
+
+    def slow_text_page(page, cfg):
+        read.append(page.page_number)
+        time.sleep(0.5)
+        return text_page(page, cfg)
+
+    monkeypatch.setattr(pdf_module, "_text_page", slow_text_page)
+    return read
+
+
 def test_parallel_pages_equal_serial_pages(monkeypatch: pytest.MonkeyPatch) -> None:
     import concurrent.futures
 
@@ -54,12 +70,42 @@ def test_parallel_pages_equal_serial_pages(monkeypatch: pytest.MonkeyPatch) -> N
     class CountingPool(real):
         def submit(self, fn, *args, **kwargs):
             future = super().submit(fn, *args, **kwargs)
-            future.add_done_callback(lambda f: f.cancelled() or done_by_helper.append(args))
+            future.add_done_callback(lambda f: done_by_helper.extend(f.result()))
             return future
 
     monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", CountingPool)
+    read_here = _read_slowly_here(monkeypatch)
     assert _records(data, "report.pdf", 2) == serial
     assert done_by_helper, "no page was read by the helper process"
+    assert sorted(read_here + [i + 1 for i in done_by_helper]) == list(range(1, 10))  # once each
+    assert done_by_helper == sorted(done_by_helper) and done_by_helper[0] == 0  # from the front
+
+
+def _claim_two_pages_then_die(*_: object) -> None:
+    """A helper killed mid-document (OOM killer, segfault in a native parser)."""
+    bounds = pdf_module._WORKER["bounds"]
+    pdf_module._claim(bounds, from_back=False)
+    pdf_module._claim(bounds, from_back=False)
+    os._exit(1)
+
+
+def test_pages_of_a_helper_that_died_are_read_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    import concurrent.futures
+
+    data = _long_pdf(9)
+    serial = _records(data, "report.pdf", 1)
+    real, submitted = concurrent.futures.ProcessPoolExecutor, []
+
+    class DyingPool(real):
+        def submit(self, fn, *args, **kwargs):
+            submitted.append(fn)
+            return super().submit(_claim_two_pages_then_die, *args, **kwargs)
+
+    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", DyingPool)
+    read_here = _read_slowly_here(monkeypatch)
+    assert _records(data, "report.pdf", 2) == serial
+    assert submitted, "no helper was started"
+    assert read_here[-2:] == [1, 2]  # the two pages the helper took with it, read here last
 
 
 def test_short_pdf_stays_in_process(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1014,13 +1014,30 @@ MIN_PAGES_PER_WORKER = 4
 _WORKER: dict[str, Any] = {}
 
 
-def _page_worker_init(data: bytes, name: str, cfg: IngestConfig) -> None:
-    _WORKER["pdf"] = open_pdf(data, name, cfg)  # parsed once per worker, pages read on demand
-    _WORKER["cfg"] = cfg
+def _claim(bounds: Any, from_back: bool) -> int | None:
+    """The next unread page index: ``bounds`` is a shared [first unread, last unread] pair."""
+    with bounds.get_lock():
+        first, last = bounds[0], bounds[1]
+        if first > last:
+            return None
+        if from_back:
+            bounds[1] = last - 1
+            return last
+        bounds[0] = first + 1
+        return first
 
 
-def _page_worker_read(index: int) -> PdfPageResult:
-    return _text_page(_WORKER["pdf"].pages[index], _WORKER["cfg"])
+def _page_worker_init(bounds: Any) -> None:
+    _WORKER["bounds"] = bounds  # a lock-guarded shared array can only be inherited
+
+
+def _page_worker_run(data: bytes, name: str, cfg: IngestConfig) -> dict[int, PdfPageResult]:
+    """A helper's share: pages claimed one at a time from the front until none is left."""
+    done = {}
+    with open_pdf(data, name, cfg) as pdf:
+        while (index := _claim(_WORKER["bounds"], from_back=False)) is not None:
+            done[index] = _text_page(pdf.pages[index], cfg)
+    return done
 
 
 def text_layer_pages(data: bytes, name: str, cfg: IngestConfig) -> list[PdfPageResult]:
@@ -1029,9 +1046,11 @@ def text_layer_pages(data: bytes, name: str, cfg: IngestConfig) -> list[PdfPageR
 
     Pages are independent (tables, columns and reading order are found per page), so one long
     report, the usual straggler of a batch, spreads over the cores instead of holding one while
-    the others idle. This process is one of the workers: it reads pages from the last one down
-    while ``page_workers - 1`` spawned helpers (safe in threaded hosts such as Dagster) take
-    them from the first one up, so nobody waits on a helper's start-up or on a slow page.
+    the others idle. This process is one of the workers: it claims pages from the last one down
+    while ``page_workers - 1`` spawned helpers (safe in threaded hosts such as Dagster) claim
+    them from the first one up, one page at a time from a shared pair of bounds. Nobody waits
+    on a helper's start-up, and the workers finish within one page of each other however
+    uneven the pages are. Pages a helper could not return (it died) are read here.
     """
     from llmops.ocr import can_start_workers
 
@@ -1045,17 +1064,28 @@ def text_layer_pages(data: bytes, name: str, cfg: IngestConfig) -> list[PdfPageR
         from concurrent.futures import ProcessPoolExecutor
 
         ctx = multiprocessing.get_context("spawn")  # fork is unsafe in threaded hosts (Dagster)
+        bounds = ctx.Array("i", [0, n_pages - 1])
         pool = ProcessPoolExecutor(
-            workers - 1, mp_context=ctx, initializer=_page_worker_init, initargs=(data, name, cfg)
+            workers - 1, mp_context=ctx, initializer=_page_worker_init, initargs=(bounds,)
         )
         try:
-            futures = [pool.submit(_page_worker_read, i) for i in range(n_pages)]
-            mine = {}
-            for i in reversed(range(n_pages)):
-                if not futures[i].cancel():  # a helper has it already: the rest are theirs
-                    break
-                mine[i] = _text_page(pdf.pages[i], cfg)
-            return [mine[i] if i in mine else futures[i].result() for i in range(n_pages)]
+            # the document goes with the task, not the initializer: start() would block here
+            # until the child has imported its modules and read a large initargs from the pipe
+            helpers = [pool.submit(_page_worker_run, data, name, cfg) for _ in range(workers - 1)]
+            results: dict[int, PdfPageResult] = {}
+            while (index := _claim(bounds, from_back=True)) is not None:
+                results[index] = _text_page(pdf.pages[index], cfg)
+            for helper in helpers:
+                try:
+                    results.update(helper.result())
+                except DocumentError:
+                    raise
+                except Exception:  # a helper that died: its claimed pages are read below
+                    pass
+            return [
+                results[i] if i in results else _text_page(pdf.pages[i], cfg)
+                for i in range(n_pages)
+            ]
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 
