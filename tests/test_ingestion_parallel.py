@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import io
+import logging
 import os
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from llmops.ingestion import IngestConfig, extract_document
-from llmops.ingestion import pdf as pdf_module
+from llmops.ingestion import IngestConfig, extract_document, page_workers
 
 CORPUS = Path(os.environ.get("LLMOPS_SHARED_CORPUS", Path(__file__).parents[2] / "shared/corpus"))
 
@@ -43,80 +44,71 @@ def _records(data: bytes, name: str, workers: int) -> list[dict]:
 
 
 def _read_slowly_here(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """This process reads pages slowly (a spawned helper imports the real, fast reader), so
+    """This process reads pages slowly (a helper process imports the real, fast reader), so
     helpers get pages even on a loaded machine where they start late. Returns the page numbers
     read here, as they are read."""
-    text_page, read = pdf_module._text_page, []
+    text_page, read = page_workers.read_text_page, []
 
     def slow_text_page(page, cfg):
         read.append(page.page_number)
         time.sleep(0.5)
         return text_page(page, cfg)
 
-    monkeypatch.setattr(pdf_module, "_text_page", slow_text_page)
+    monkeypatch.setattr(page_workers, "read_text_page", slow_text_page)
     return read
 
 
-def test_parallel_pages_equal_serial_pages(monkeypatch: pytest.MonkeyPatch) -> None:
-    import concurrent.futures
+def _helper_pages(caplog: pytest.LogCaptureFixture) -> tuple[int, int]:
+    """(pages read by helpers, pages re-read here) from read_pages' debug line."""
+    (message,) = [r.getMessage() for r in caplog.records if "helper(s)" in r.getMessage()]
+    words = message.split()
+    return int(words[1]), int(words[-3])
 
+
+def test_parallel_pages_equal_serial_pages(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     data = _long_pdf(9)
     serial = _records(data, "report.pdf", 1)
     assert [r["page_number"] for r in serial] == list(range(1, 10))
     assert "Section 7: water quality report" in serial[6]["text"]
 
-    real, done_by_helper = concurrent.futures.ProcessPoolExecutor, []
-
-    class CountingPool(real):
-        def submit(self, fn, *args, **kwargs):
-            future = super().submit(fn, *args, **kwargs)
-            future.add_done_callback(lambda f: done_by_helper.extend(f.result()))
-            return future
-
-    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", CountingPool)
     read_here = _read_slowly_here(monkeypatch)
-    assert _records(data, "report.pdf", 2) == serial
-    assert done_by_helper, "no page was read by the helper process"
-    assert sorted(read_here + [i + 1 for i in done_by_helper]) == list(range(1, 10))  # once each
-    assert done_by_helper == sorted(done_by_helper) and done_by_helper[0] == 0  # from the front
+    with caplog.at_level(logging.DEBUG, logger=page_workers.__name__):
+        assert _records(data, "report.pdf", 2) == serial
+    by_helper, re_read = _helper_pages(caplog)
+    assert by_helper > 0 and re_read == 0, "no page was read by the helper process"
+    assert len(read_here) + by_helper == 9  # each page read once
+    assert read_here == list(range(9, 9 - len(read_here), -1))  # this process from the back
 
 
-def _claim_two_pages_then_die(*_: object) -> None:
-    """A helper killed mid-document (OOM killer, segfault in a native parser)."""
-    bounds = pdf_module._WORKER["bounds"]
-    pdf_module._claim(bounds, from_back=False)
-    pdf_module._claim(bounds, from_back=False)
-    os._exit(1)
-
-
-def test_pages_of_a_helper_that_died_are_read_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
-    import concurrent.futures
-
+def test_pages_of_a_helper_that_died_are_read_in_process(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A helper killed mid-document (OOM killer, a crash in a native parser) after claiming a
+    page: that page is read here, and the document is whole."""
     data = _long_pdf(9)
     serial = _records(data, "report.pdf", 1)
-    real, submitted = concurrent.futures.ProcessPoolExecutor, []
-
-    class DyingPool(real):
-        def submit(self, fn, *args, **kwargs):
-            submitted.append(fn)
-            return super().submit(_claim_two_pages_then_die, *args, **kwargs)
-
-    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", DyingPool)
+    dies = (
+        "import pickle, sys; pickle.load(sys.stdin.buffer); "  # the job
+        "pickle.load(sys.stdin.buffer); sys.exit(1)"  # one page claimed, never answered
+    )
+    monkeypatch.setattr(page_workers, "helper_command", lambda: [sys.executable, "-c", dies])
     read_here = _read_slowly_here(monkeypatch)
-    assert _records(data, "report.pdf", 2) == serial
-    assert submitted, "no helper was started"
-    assert read_here[-2:] == [1, 2]  # the two pages the helper took with it, read here last
+    with caplog.at_level(logging.DEBUG, logger=page_workers.__name__):
+        assert _records(data, "report.pdf", 2) == serial
+    assert _helper_pages(caplog) == (0, 1)
+    assert read_here[-1] == 1  # the first page, the helper's claim, read here last
 
 
 def test_short_pdf_stays_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
     """Below MIN_PAGES_PER_WORKER pages per worker no helper is started."""
-    import concurrent.futures
 
-    def no_pool(*args, **kwargs):
+    def no_helper(*args, **kwargs):
         raise AssertionError("a helper process was started for a short PDF")
 
-    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", no_pool)
-    pages = 2 * pdf_module.MIN_PAGES_PER_WORKER - 1
+    monkeypatch.setattr(page_workers, "read_pages", no_helper)
+    pages = 2 * page_workers.MIN_PAGES_PER_WORKER - 1
     assert len(_records(_long_pdf(pages), "short.pdf", 2)) == pages
 
 

@@ -987,7 +987,7 @@ def _dir_name(direction: tuple[int, int]) -> str:
     )
 
 
-def _text_page(page: Page, cfg: IngestConfig) -> PdfPageResult:
+def read_text_page(page: Page, cfg: IngestConfig) -> PdfPageResult:
     """One page's text-layer result; a page pdfminer cannot parse becomes an OCR candidate."""
     try:
         return extract_text_page(page, cfg)
@@ -1006,88 +1006,21 @@ def _text_page(page: Page, cfg: IngestConfig) -> PdfPageResult:
 def iter_text_pages(pdf: pdfplumber.PDF, name: str, cfg: IngestConfig) -> Iterator[PdfPageResult]:
     """Text-layer results page by page, in this process."""
     for page in pdf.pages:
-        yield _text_page(page, cfg)
-
-
-# Pages per worker below which a helper's start-up (~0.5 s per spawned process) is not repaid.
-MIN_PAGES_PER_WORKER = 4
-_WORKER: dict[str, Any] = {}
-
-
-def _claim(bounds: Any, from_back: bool) -> int | None:
-    """The next unread page index: ``bounds`` is a shared [first unread, last unread] pair."""
-    with bounds.get_lock():
-        first, last = bounds[0], bounds[1]
-        if first > last:
-            return None
-        if from_back:
-            bounds[1] = last - 1
-            return last
-        bounds[0] = first + 1
-        return first
-
-
-def _page_worker_init(bounds: Any) -> None:
-    _WORKER["bounds"] = bounds  # a lock-guarded shared array can only be inherited
-
-
-def _page_worker_run(data: bytes, name: str, cfg: IngestConfig) -> dict[int, PdfPageResult]:
-    """A helper's share: pages claimed one at a time from the front until none is left."""
-    done = {}
-    with open_pdf(data, name, cfg) as pdf:
-        while (index := _claim(_WORKER["bounds"], from_back=False)) is not None:
-            done[index] = _text_page(pdf.pages[index], cfg)
-    return done
+        yield read_text_page(page, cfg)
 
 
 def text_layer_pages(data: bytes, name: str, cfg: IngestConfig) -> list[PdfPageResult]:
     """Text-layer results of every page in order, over ``cfg.page_workers`` processes when the
-    PDF has at least ``MIN_PAGES_PER_WORKER`` pages per worker.
-
-    Pages are independent (tables, columns and reading order are found per page), so one long
-    report, the usual straggler of a batch, spreads over the cores instead of holding one while
-    the others idle. This process is one of the workers: it claims pages from the last one down
-    while ``page_workers - 1`` spawned helpers (safe in threaded hosts such as Dagster) claim
-    them from the first one up, one page at a time from a shared pair of bounds. Nobody waits
-    on a helper's start-up, and the workers finish within one page of each other however
-    uneven the pages are. Pages a helper could not return (it died) are read here.
-    """
+    PDF has at least ``MIN_PAGES_PER_WORKER`` pages per worker (:mod:`.page_workers`)."""
+    from llmops.ingestion.page_workers import MIN_PAGES_PER_WORKER, read_pages
     from llmops.ocr import can_start_workers
 
     with open_pdf(data, name, cfg) as pdf:
         check_geometry(pdf, name)
-        n_pages = len(pdf.pages)
-        workers = min(cfg.page_workers, n_pages // MIN_PAGES_PER_WORKER)
+        workers = min(cfg.page_workers, len(pdf.pages) // MIN_PAGES_PER_WORKER)
         if workers <= 1 or not can_start_workers():
             return list(iter_text_pages(pdf, name, cfg))
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        ctx = multiprocessing.get_context("spawn")  # fork is unsafe in threaded hosts (Dagster)
-        bounds = ctx.Array("i", [0, n_pages - 1])
-        pool = ProcessPoolExecutor(
-            workers - 1, mp_context=ctx, initializer=_page_worker_init, initargs=(bounds,)
-        )
-        try:
-            # the document goes with the task, not the initializer: start() would block here
-            # until the child has imported its modules and read a large initargs from the pipe
-            helpers = [pool.submit(_page_worker_run, data, name, cfg) for _ in range(workers - 1)]
-            results: dict[int, PdfPageResult] = {}
-            while (index := _claim(bounds, from_back=True)) is not None:
-                results[index] = _text_page(pdf.pages[index], cfg)
-            for helper in helpers:
-                try:
-                    results.update(helper.result())
-                except DocumentError:
-                    raise
-                except Exception:  # a helper that died: its claimed pages are read below
-                    pass
-            return [
-                results[i] if i in results else _text_page(pdf.pages[i], cfg)
-                for i in range(n_pages)
-            ]
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+        return read_pages(pdf, data, name, cfg, workers)
 
 
 def render_regions(
