@@ -1018,6 +1018,7 @@ def text_layer_pages(data: bytes, name: str, cfg: IngestConfig) -> list[PdfPageR
     with open_pdf(data, name, cfg) as pdf:
         check_geometry(pdf, name)
         workers = min(cfg.page_workers, len(pdf.pages) // MIN_PAGES_PER_WORKER)
+        # a daemonic host (a Dask worker) is one core of a cluster already: no fan-out there
         if workers <= 1 or not can_start_workers():
             return list(iter_text_pages(pdf, name, cfg))
         return read_pages(pdf, data, name, cfg, workers)
