@@ -36,6 +36,7 @@ _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 
 
 def helper_command() -> list[str]:
+    """A helper's argv: the interpreter running us, this module as ``__main__``."""
     return [sys.executable, "-m", "llmops.ingestion.page_workers"]
 
 
@@ -74,8 +75,8 @@ def _serve(
             if index is None:
                 return
             results[index] = pickle.load(proc.stdout)
-    except (OSError, EOFError, pickle.UnpicklingError):
-        pass  # the helper died (or was stopped): the page it held is read by the caller
+    except Exception:  # the helper died, was stopped or sent garbage: the caller re-reads
+        pass  # every page without a result, so nothing is lost
 
 
 def read_pages(
