@@ -181,6 +181,7 @@ def embeddings_valid(
             "rows_of_removed_documents": int((~stored["document_current"].astype(bool)).sum()),
             "chunks_without_vector": int(len(df) - len(stored)),
             "other_model_rows": int((stored["model_id"] != model.model_id).sum()),
+            "documents_awaiting_indexing": len(current - indexed),
         },
     )
 

@@ -279,6 +279,7 @@ def test_a_document_chunked_after_indexing_waits_for_the_next_index(tmp_path) ->
         assert world.ingest(instance, late).success
         evaluation = _check(world.index(instance, only_check=True))
         assert evaluation.passed and evaluation.metadata["chunks_without_vector"].value == 0
+        assert evaluation.metadata["documents_awaiting_indexing"].value == 1
         result = world.index(instance)
         assert result.success and _check(result).passed
         assert {r["doc_id"] for r in _rows(world).values()} == {first, late}
