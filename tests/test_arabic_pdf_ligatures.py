@@ -23,6 +23,7 @@ import pytest
 from llmops.arabic import logical_from_visual, normalize_arabic
 from llmops.ingestion import IngestConfig, extract_document
 from llmops.ingestion.pdf import glyph_clusters, line_text
+from tests.conftest import CORPUS
 
 WORDS = ["الانتخابات", "التشريعية", "الأصوات", "المصرح"]
 # Latin runs and numbers sit between Arabic words, so their place is unambiguous.
@@ -161,6 +162,12 @@ def test_logical_from_visual_keeps_numbers_and_latin_left_to_right():
 # origin, commit and licence of each in tests/fixtures/pdfs/SOURCES.md.
 
 REAL_PDFS = Path(__file__).parent / "fixtures" / "pdfs"
+GOOGLE_DOCS_PDF = CORPUS / "pdfs" / "tabula-arabic-rtl.pdf"  # read from the shared corpus
+
+
+def _real_pdf(name: str) -> Path:
+    """A fixture of ours, or the corpus's copy of the Google Docs file (never copied here)."""
+    return GOOGLE_DOCS_PDF if name == GOOGLE_DOCS_PDF.name else REAL_PDFS / name
 
 
 def _naive(text: str) -> str:
@@ -171,7 +178,7 @@ def _naive(text: str) -> str:
 @cache
 def _real_page_any(name: str):
     """First page of a real fixture, through the whole extraction."""
-    return extract_document((REAL_PDFS / name).read_bytes(), name, IngestConfig())[0]
+    return extract_document(_real_pdf(name).read_bytes(), name, IngestConfig())[0]
 
 
 def _real_page(name: str):
@@ -181,7 +188,7 @@ def _real_page(name: str):
 
 
 def _plumber(name: str) -> tuple[str, list[dict]]:
-    with pdfplumber.open(REAL_PDFS / name) as pdf:
+    with pdfplumber.open(_real_pdf(name)) as pdf:
         page = pdf.pages[0]
         return page.extract_text(), page.chars
 
@@ -251,10 +258,11 @@ def test_word_persian_tables_read_in_logical_order():
     assert not any("کاال" in c for c in cells) and "کاال" not in text
 
 
+@pytest.mark.skipif(not GOOGLE_DOCS_PDF.is_file(), reason="no ../shared/corpus")
 def test_google_docs_presentation_form_ligature():
     """Google Docs (Skia) writes Arabic presentation forms: lam-alef is the single code point
     U+FEFB. Folding it to letters before reading the line from the right swaps the pair."""
-    name = "tabula_arabic.pdf"
+    name = GOOGLE_DOCS_PDF.name
     text, chars = _plumber(name)
     assert "\ufefb" in {c["text"] for c in chars}
     naive = _naive(unicodedata.normalize("NFKC", text))

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from llmops.ingestion import IngestConfig, extract_document, page_workers
-
-CORPUS = Path(os.environ.get("LLMOPS_SHARED_CORPUS", Path(__file__).parents[2] / "shared/corpus"))
+from tests.conftest import CORPUS
 
 
 def _long_pdf(pages: int) -> bytes:
