@@ -56,10 +56,9 @@ def _read_slowly_here(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 
 def _helper_pages(caplog: pytest.LogCaptureFixture) -> tuple[int, int]:
-    """(pages read by helpers, pages re-read here) from read_pages' debug line."""
-    (message,) = [r.getMessage() for r in caplog.records if "helper(s)" in r.getMessage()]
-    words = message.split()
-    return int(words[1]), int(words[-3])
+    """(pages read by helpers, pages re-read here) from read_pages' debug record."""
+    (record,) = [r for r in caplog.records if hasattr(r, "pages_by_helpers")]
+    return record.pages_by_helpers, record.pages_re_read
 
 
 def test_parallel_pages_equal_serial_pages(

@@ -123,9 +123,11 @@ def read_pages(
             for stream in (proc.stdin, proc.stdout):
                 stream.close()
     lost = [i for i in range(n_pages) if i not in results]
+    by_helpers = n_pages - mine - len(lost)
     logger.debug(
         "%s: %d of %d pages read by %d helper(s), %d re-read here",
-        name, n_pages - mine - len(lost), n_pages, len(helpers), len(lost),
+        name, by_helpers, n_pages, len(helpers), len(lost),
+        extra={"pages_by_helpers": by_helpers, "pages_re_read": len(lost)},
     )  # fmt: skip
     for index in lost:
         results[index] = read_text_page(pdf.pages[index], cfg)
